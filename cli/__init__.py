@@ -1,0 +1,1 @@
+"""The ``landscape`` command-line interface (a thin typer app over the library)."""

@@ -1,0 +1,1 @@
+"""Reference models and data, training helpers and the compression experiment."""

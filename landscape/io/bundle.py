@@ -1,0 +1,76 @@
+"""Our self-describing checkpoint: weights plus how to rebuild and evaluate the model.
+
+A bundle is a ``torch.save`` of plain data (tensors, strings, numbers), so it loads with
+``weights_only=True``: the factory is looked up by name, never unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from landscape.io.checkpoint import BUNDLE_KEY, LoadedModel, load_model
+
+
+def save(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    factory: str,
+    factory_kwargs: dict[str, Any] | None = None,
+    data: str | None = None,
+    loss: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Save ``model`` as a landscape bundle (atomically).
+
+    Args:
+        model: the module; its state_dict is copied to the CPU, the module is untouched.
+        path: destination file (``.pt``).
+        factory: ``MODULE:FACTORY`` that rebuilds the architecture.
+        factory_kwargs: JSON-like keyword arguments of the factory.
+        data: default ``--data`` for scans of this checkpoint.
+        loss: default ``--loss``.
+        meta: extra JSON-like information (training settings, metrics).
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> import tempfile
+        >>> p = save(nn.Linear(2, 2), tempfile.mktemp(suffix=".pt"), factory="torch.nn:Linear",
+        ...          factory_kwargs={"in_features": 2, "out_features": 2})
+        >>> p.exists()
+        True
+    """
+    path = Path(path)
+    sd = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    payload = {
+        BUNDLE_KEY: 1,
+        "factory": factory,
+        "factory_kwargs": dict(factory_kwargs or {}),
+        "state_dict": sd,
+        "data": data,
+        "loss": loss,
+        "meta": dict(meta or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_bundle(path: str | Path, *, trust: bool = False) -> LoadedModel:
+    """Load a bundle written by :func:`save` (see :func:`landscape.io.load_model`)."""
+    return load_model(path, trust=trust)

@@ -1,0 +1,183 @@
+"""``ModelBundle``: a private copy of the model with its data, loss, device and dtype."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from landscape.errors import ConfigError, DataError
+from landscape.io.data import DataSource
+from landscape.io.losses import LossSpec, resolve_loss
+
+_DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def parse_dtype(name: str | None) -> torch.dtype | None:
+    """Map ``float32``/``float64``/... to a torch dtype (``None`` stays ``None``)."""
+    if name is None:
+        return None
+    key = name.lower().replace("torch.", "")
+    if key not in _DTYPES:
+        raise ConfigError(f"unknown --dtype {name!r}; use one of {', '.join(_DTYPES)}.")
+    return _DTYPES[key]
+
+
+def parse_device(name: str | None) -> torch.device | None:
+    """Parse ``--device`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``); ``None`` means infer."""
+    if name is None:
+        return None
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown --device {name!r}; use cpu, cuda or cuda:N.") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but no CUDA GPU is visible; use --device cpu.")
+    return dev
+
+
+def _module_device_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
+    for t in list(module.parameters()) + list(module.buffers()):
+        if t.is_floating_point():
+            return t.device, t.dtype
+    return torch.device("cpu"), torch.float32
+
+
+@dataclass
+class ModelBundle:
+    """Everything needed to evaluate a loss landscape.
+
+    The module is a private deep copy in eval mode: nothing done through the bundle
+    touches the caller's model.
+
+    Attributes:
+        module: the private copy, on ``device`` in ``dtype``, in eval mode.
+        data: the data source (kept where it is; chunks are moved to ``device``).
+        loss: the loss specification.
+        device: where the model runs.
+        dtype: floating dtype of parameters and inputs.
+        provenance: file hash, format, factory and so on.
+        scripted: whether the module is TorchScript (no ``torch.func`` support).
+    """
+
+    module: nn.Module
+    data: DataSource
+    loss: LossSpec
+    device: torch.device
+    dtype: torch.dtype
+    provenance: dict[str, Any] = field(default_factory=dict)
+    scripted: bool = False
+
+    @classmethod
+    def from_module(
+        cls,
+        model: nn.Module,
+        data: DataSource,
+        loss: LossSpec | str | None = None,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | str | None = None,
+        provenance: dict[str, Any] | None = None,
+        scripted: bool | None = None,
+        check: bool = True,
+    ) -> ModelBundle:
+        """Build a bundle around a private copy of ``model``.
+
+        Args:
+            model: the user's module (not modified).
+            data: data source.
+            loss: a :class:`LossSpec`, a loss name, or ``None`` to infer from the targets.
+            device: override of the device (default: the model's).
+            dtype: override of the dtype (default: the model's).
+            provenance: description of where the model came from.
+            scripted: force the TorchScript path (default: detected).
+            check: run one small forward pass to check that data, model and loss fit.
+
+        Returns:
+            The bundle.
+
+        Example:
+            >>> from landscape.io.data import load_data
+            >>> b = ModelBundle.from_module(nn.Linear(10, 3), load_data("synthetic"))
+            >>> b.loss.name
+            'cross_entropy'
+        """
+        dev0, dt0 = _module_device_dtype(model)
+        dev = torch.device(device) if isinstance(device, str) else (device or dev0)
+        dt = parse_dtype(dtype) if isinstance(dtype, str) else (dtype or dt0)
+        if scripted is None:
+            scripted = isinstance(model, torch.jit.ScriptModule)
+        private = copy.deepcopy(model)
+        private = private.to(device=dev)
+        if dt != dt0:
+            private = private.to(dtype=dt)
+        private.eval()
+        spec = loss if isinstance(loss, LossSpec) else resolve_loss(loss, data.y_train)
+        bundle = cls(private, data, spec, dev, dt, dict(provenance or {}), bool(scripted))
+        if check:
+            bundle.check_fit()
+        return bundle
+
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        """Move a data tensor to the model's device, casting floats to the model's dtype."""
+        if x.is_floating_point():
+            return x.to(device=self.device, dtype=self.dtype, non_blocking=True)
+        return x.to(device=self.device, non_blocking=True)
+
+    def check_fit(self) -> None:
+        """Run the model on two samples and check the loss is computable.
+
+        Raises:
+            DataError: when the data shape does not fit the model, or labels are out of
+                range for the model's outputs.
+        """
+        x = self.to_device(self.data.x_train[:2])
+        y = self.to_device(self.data.y_train[:2])
+        try:
+            with torch.no_grad():
+                out = self.module(x)
+        except Exception as exc:  # noqa: BLE001
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(
+                f"data of shape {tuple(self.data.x_train.shape[1:])} per sample does not fit"
+                f" the model ({msg[:160]}); check --data or the model's input size."
+            ) from exc
+        if not isinstance(out, torch.Tensor):
+            raise DataError(
+                f"the model returns {type(out).__name__}, not a tensor; wrap it so forward"
+                " returns the logits/outputs."
+            )
+        if self.loss.classification and not y.is_floating_point():
+            ymax = int(self.data.y_train.max())
+            ymin = int(self.data.y_train.min())
+            if out.dim() < 2 or ymax >= out.shape[-1] or ymin < 0:
+                n_out = out.shape[-1] if out.dim() >= 2 else 1
+                raise DataError(
+                    f"labels range over [{ymin}, {ymax}] but the model has {n_out} outputs;"
+                    " check --data, or use --loss mse for regression targets."
+                )
+            if self.data.has_test and self.data.y_test is not None:
+                ymax_t = int(self.data.y_test.max())
+                if ymax_t >= out.shape[-1]:
+                    raise DataError(
+                        f"test labels reach {ymax_t} but the model has {out.shape[-1]} outputs;"
+                        " check the test data."
+                    )
+        try:
+            val = self.loss.per_sample(out, y)
+        except Exception as exc:  # noqa: BLE001
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(
+                f"loss {self.loss.name!r} cannot compare outputs {tuple(out.shape)} with"
+                f" targets {tuple(y.shape)} ({msg[:120]}); check --loss and --data."
+            ) from exc
+        if val.shape[0] != out.shape[0]:
+            raise DataError(f"loss {self.loss.name!r} must give one value per sample.")
