@@ -18,8 +18,28 @@ app = typer.Typer(
 )
 
 
+COMMAND_MODULES = (
+    "scan",
+    "demo",
+    "surface",
+    "render",
+    "metrics",
+    "basins",
+    "experiment",
+    "compare",
+    "report",
+)
+
+
 def _register() -> None:
-    """Import the command modules; each adds its commands to ``app``."""
+    """Import the command modules present; each adds its commands to ``app``."""
+    import importlib
+    import importlib.util
+
+    for name in COMMAND_MODULES:
+        full = f"landscape.cli.{name}"
+        if importlib.util.find_spec(full) is not None:
+            importlib.import_module(full)
 
 
 _register()

@@ -1,0 +1,1 @@
+"""Named presets (TOML) shipped with the package."""

@@ -1,0 +1,1 @@
+"""Basin volume, local learning coefficient, Jacobian rank, symmetry and basin counting."""

@@ -1,0 +1,1 @@
+"""Cross-run tables and statistics."""

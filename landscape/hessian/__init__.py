@@ -1,0 +1,1 @@
+"""Hessian spectra: Lanczos eigenpairs, trace estimators, spectral density, dense reference."""

@@ -1,0 +1,1 @@
+"""Flatness and sharpness measures."""
