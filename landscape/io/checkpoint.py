@@ -392,6 +392,14 @@ def _torch_load(path: Path, trust: bool) -> tuple[Any, list[str]]:
     try:
         return torch.load(path, map_location="cpu", weights_only=False), []
     except Exception as exc:  # noqa: BLE001
+        # The classes may simply not be installed (a Lightning module, a callback): the
+        # weights can still be read without them.
+        try:
+            obj, skipped = inert_load(path)
+        except Exception:  # noqa: BLE001
+            obj = None
+        if obj is not None and extract_state_dict(obj) is not None:
+            return obj, skipped
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(
             f"cannot unpickle {path} ({type(exc).__name__}: {first[:160]}); the classes it"

@@ -99,6 +99,11 @@ class DataSource:
 
 
 def _as_tensor(a: Any, name: str) -> torch.Tensor:
+    """Tensor of a data array: float64 → float32, small ints → int64, uint8 inputs → float32.
+
+    ``uint8`` inputs are images: they become float32 with the same values (not rescaled),
+    so that the model's layers accept them; other integer inputs (token ids) stay integers.
+    """
     if isinstance(a, torch.Tensor):
         t = a.detach()
     else:
@@ -108,8 +113,14 @@ def _as_tensor(a: Any, name: str) -> torch.Tensor:
             raise DataError(f"data array {name!r} is not numeric ({exc}); store numbers.") from exc
     if t.dtype == torch.float64:
         t = t.float()
+    elif t.dtype == torch.uint8 and name.startswith("x"):
+        t = t.float()
     elif t.dtype in (torch.int32, torch.int16, torch.uint8, torch.int8):
         t = t.long()
+    elif not (t.is_floating_point() or t.dtype in (torch.int64, torch.bool) or t.is_complex()):
+        raise DataError(
+            f"data array {name!r} has dtype {t.dtype}; store numbers (floats or integers)."
+        )
     return t
 
 
@@ -365,7 +376,9 @@ def load_data(
     """Load a dataset by name, file or factory.
 
     Args:
-        spec: ``digits``, ``mnist1d``, ``synthetic``, a ``.npz`` file with arrays ``x``, ``y``
+        spec: ``digits`` (1797 8×8 images), ``mnist1d`` (its own 4000/1000 split, so
+            ``seed`` and ``test_fraction`` do not apply), ``synthetic``, a ``.npz`` file
+            with arrays ``x``, ``y``
             (and optional ``x_test``, ``y_test``), a ``.pt`` dict of tensors, or
             ``MODULE:FUNCTION`` returning a Dataset, DataLoader, tensors or a dict.
         max_samples: cap on training (and test) samples.

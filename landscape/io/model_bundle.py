@@ -60,6 +60,26 @@ def set_eval(module: nn.Module) -> nn.Module:
     return module
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside ``torch.compile``, DataParallel and DDP wrappers.
+
+    Example:
+        >>> lin = nn.Linear(2, 2)
+        >>> unwrap(nn.DataParallel(lin)) is lin
+        True
+    """
+    for _ in range(4):
+        inner = getattr(model, "_orig_mod", None)  # torch.compile's OptimizedModule
+        if isinstance(inner, nn.Module) and type(model).__name__ == "OptimizedModule":
+            model = inner
+            continue
+        if isinstance(model, nn.DataParallel | nn.parallel.DistributedDataParallel):
+            model = model.module
+            continue
+        break
+    return model
+
+
 def _module_device_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
     for t in list(module.parameters()) + list(module.buffers()):
         if t.is_floating_point():
@@ -81,7 +101,8 @@ class ModelBundle:
         device: where the model runs.
         dtype: floating dtype of parameters and inputs.
         provenance: file hash, format, factory and so on.
-        scripted: whether the module is TorchScript (no ``torch.func`` support).
+        scripted: whether the module is TorchScript (``functional_call`` rejects it; the
+            engine sets its parameters to views of θ per call instead).
     """
 
     module: nn.Module
@@ -128,6 +149,7 @@ class ModelBundle:
         """
         if not isinstance(model, nn.Module):
             raise ConfigError(f"expected a torch.nn.Module, got {type(model).__name__}.")
+        model = unwrap(model)
         dev0, dt0 = _module_device_dtype(model)
         dev = parse_device(device) if isinstance(device, str) else (device or dev0)
         dt = parse_dtype(dtype) if isinstance(dtype, str) else (dtype or dt0)

@@ -223,3 +223,23 @@ def test_bundle_with_file_factory_needs_confirmation(tmp_path: Path, one_line, b
     _same_outputs(model, load_model(p, model=factory).module, batch)
     marker.unlink()
     _same_outputs(model, load_model(p, trust=True).module, batch)
+
+
+def test_trusted_checkpoint_with_missing_classes_still_gives_weights(
+    tmp_path: Path, small_mlp, batch, monkeypatch
+) -> None:
+    """A trusted Lightning-style file whose callback class is not installed any more."""
+    import importlib
+    import sys
+
+    (tmp_path / "gone_callbacks.py").write_text("class EarlyStop:\n    patience = 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("gone_callbacks")
+    p = tmp_path / "ckpt.pt"
+    torch.save({"state_dict": small_mlp.state_dict(), "callbacks": [mod.EarlyStop()]}, p)
+    (tmp_path / "gone_callbacks.py").unlink()
+    monkeypatch.delitem(sys.modules, "gone_callbacks")
+    importlib.invalidate_caches()
+    loaded = load_model(p, model=MLP, model_kwargs=MLP_KW, trust=True)
+    assert loaded.skipped == ["gone_callbacks.EarlyStop"]
+    _same_outputs(small_mlp, loaded.module, batch)

@@ -88,6 +88,15 @@ def test_npz_with_and_without_test_split(tmp_path: Path) -> None:
     assert torch.equal(d.y_train, torch.as_tensor(y))  # given split: kept in order
 
 
+def test_uint8_images_become_float(tmp_path: Path) -> None:
+    x = np.arange(24, dtype=np.uint8).reshape(6, 1, 2, 2) * 10
+    p = tmp_path / "img.npz"
+    np.savez(p, x=x, y=np.arange(6, dtype=np.uint8) % 2)
+    d = load_data(str(p), test_fraction=0.0)
+    assert d.x_train.dtype == torch.float32 and d.y_train.dtype == torch.int64
+    assert torch.equal(d.x_train, torch.as_tensor(x).float())  # same values, not rescaled
+
+
 def test_pt_dict_of_tensors(tmp_path: Path) -> None:
     x = torch.randn(12, 3, generator=torch.Generator().manual_seed(0))
     y = torch.randn(12, generator=torch.Generator().manual_seed(1))

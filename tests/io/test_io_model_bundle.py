@@ -120,3 +120,16 @@ def test_unknown_loss(one_line) -> None:
     with pytest.raises(ConfigError) as ei:
         resolve_loss("math:pi")
     one_line(ei.value, "not callable")
+
+
+def test_wrappers_are_unwrapped(small_mlp) -> None:
+    d = load_data("digits", max_samples=20)
+    for wrapped in (torch.compile(small_mlp), torch.nn.DataParallel(small_mlp)):
+        b = ModelBundle.from_module(wrapped, d)
+        assert isinstance(b.module, torch.nn.Sequential)
+        assert [n for n, _ in b.module.named_parameters()] == [
+            "1.weight",
+            "1.bias",
+            "3.weight",
+            "3.bias",
+        ]
