@@ -17,12 +17,28 @@ from torch.func import functional_call
 from landscape.errors import ConfigError, DataError
 from landscape.io.model_bundle import ModelBundle, set_eval
 
-_NORM_TYPES = (
+_NORM_TYPES: tuple[type, ...] = (
     nn.modules.batchnorm._NormBase,
     nn.GroupNorm,
     nn.LayerNorm,
     nn.LocalResponseNorm,
-)
+) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+_NORM_NAMES = {t.__name__ for t in _NORM_TYPES} | {
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "SyncBatchNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
+}
+
+
+def _type_name(module: nn.Module | None) -> str:
+    """Class name of a module; TorchScript modules report their original class."""
+    if module is None:
+        return ""
+    return str(getattr(module, "original_name", None) or type(module).__name__)
 
 
 @dataclass(frozen=True)
@@ -53,7 +69,9 @@ class ParamInfo:
 
 
 def _role(module: nn.Module | None, pname: str, shape: tuple[int, ...]) -> str:
-    if module is not None and isinstance(module, _NORM_TYPES):
+    if module is not None and (
+        isinstance(module, _NORM_TYPES) or _type_name(module) in _NORM_NAMES
+    ):
         return "norm"
     if len(shape) <= 1:
         return "bias"
@@ -110,7 +128,7 @@ class ParamSpace:
                     offset,
                     p.numel(),
                     _role(owner, name, shape),
-                    type(owner).__name__ if owner is not None else "",
+                    _type_name(owner),
                 )
             )
             flat.append(p.detach().reshape(-1))

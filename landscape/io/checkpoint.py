@@ -41,6 +41,7 @@ PREFIXES = ("model.", "module.", "net.", "_orig_mod.", "network.")
 SAFE_FACTORY_PREFIX = "landscape."
 _SAFE_FACTORY = re.compile(r"^landscape(\.[A-Za-z_]\w*)+:[A-Za-z_]\w*$")
 _TRUST_HINT = "pass --trust-checkpoint only if you trust its source"
+_DATA_FILES = (".npz", ".pt", ".pth")
 
 
 @dataclass
@@ -56,6 +57,9 @@ class LoadedModel:
         factory: the ``MODULE:FACTORY`` that built the architecture, if any.
         factory_kwargs: its keyword arguments.
         defaults: ``data`` / ``loss`` / ``data_kwargs`` stored in a bundle.
+        untrusted_defaults: stored ``data`` / ``loss`` that name code outside landscape
+            (``MODULE:FUNCTION``); not used unless the file is trusted or the user passes
+            them explicitly.
         scripted: whether the module is TorchScript.
         skipped: pickled classes/functions in the file that were left unloaded (never run).
     """
@@ -69,6 +73,7 @@ class LoadedModel:
     defaults: dict[str, Any] = field(default_factory=dict)
     scripted: bool = False
     skipped: list[str] = field(default_factory=list)
+    untrusted_defaults: dict[str, Any] = field(default_factory=dict)
 
     def provenance(self) -> dict[str, Any]:
         """Return a JSON-ready description of the source."""
@@ -571,5 +576,18 @@ def _from_bundle(
         raise CheckpointError(f"{p} is a landscape bundle without weights; re-save it.")
     module = build_from_factory(factory, fkwargs)
     load_state_into(module, sd, str(p))
-    defaults = {k: obj[k] for k in ("data", "loss", "data_kwargs") if obj.get(k) is not None}
-    return LoadedModel(module, "landscape_bundle", str(p), sha, factory, fkwargs, defaults)
+    defaults: dict[str, Any] = {}
+    held: dict[str, Any] = {}
+    for k in ("data", "loss", "data_kwargs"):
+        v = obj.get(k)
+        if v is None:
+            continue
+        # "MODULE:FUNCTION" data/loss would import and call code named by the file
+        code_ref = isinstance(v, str) and ":" in v and Path(v).suffix.lower() not in _DATA_FILES
+        if code_ref and not trust and not _SAFE_FACTORY.match(v):
+            held[k] = v
+        else:
+            defaults[k] = v
+    return LoadedModel(
+        module, "landscape_bundle", str(p), sha, factory, fkwargs, defaults, untrusted_defaults=held
+    )

@@ -72,6 +72,9 @@ def test_torchscript_matches_eager(tmp_path: Path, eager, eager_space, data, how
     for bundle_src in (loaded, user):  # the file's module, and the user's in-memory one
         space = ParamSpace(ModelBundle.from_module(bundle_src, data))
         assert space.scripted
+        assert [(i.name, i.role, i.module_type) for i in space.infos] == [
+            (i.name, i.role, i.module_type) for i in eager_space.infos
+        ]
         _compare(space, eager_space, ("cached", "reverse", "auto"))
         # a cached operator stays right after other evaluations at other points
         op = CurvatureOperator(space, strategy="cached")

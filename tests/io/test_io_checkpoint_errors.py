@@ -270,3 +270,34 @@ def test_loaded_model_is_fresh(tmp_path: Path, small_mlp) -> None:
     a = load_model(p, trust=True).module
     b = load_model(p, trust=True).module
     assert a is not b and isinstance(a, nn.Module)
+
+
+def test_bundle_code_defaults_are_held_back(tmp_path: Path, small_mlp) -> None:
+    """A bundle's data/loss naming outside code would run it when the scan loads data."""
+    p = save(
+        small_mlp,
+        tmp_path / "b.pt",
+        factory=MLP,
+        factory_kwargs=MLP_KW,
+        data="os:getcwd",
+        loss="subprocess:getoutput",
+    )
+    loaded = load_model(p)
+    assert loaded.defaults == {}
+    assert loaded.untrusted_defaults == {"data": "os:getcwd", "loss": "subprocess:getoutput"}
+    assert load_model(p, trust=True).defaults == {
+        "data": "os:getcwd",
+        "loss": "subprocess:getoutput",
+    }
+    q = save(
+        small_mlp,
+        tmp_path / "c.pt",
+        factory=MLP,
+        factory_kwargs=MLP_KW,
+        data=str(tmp_path / "d.npz"),
+        loss="landscape.io.losses:resolve_loss",
+    )
+    assert load_model(q).defaults == {
+        "data": str(tmp_path / "d.npz"),
+        "loss": "landscape.io.losses:resolve_loss",
+    }
