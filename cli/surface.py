@@ -288,7 +288,9 @@ def surface(
             },
         }
         out_dir = out or default_run_dir(f"{run_name(checkpoint)}-surface")
-        run = RunDir.create(out_dir, cfg, overwrite=overwrite, resume=resume)
+        run = RunDir.create(
+            out_dir, cfg, overwrite=overwrite, resume=resume, compare_keys=_same_run_keys
+        )
         save_directions(run.path / "directions.pt", dirs)
         result = evaluate_surface(
             space,
@@ -331,6 +333,11 @@ def surface(
         f" {s['center_loss']:.6g}, min {s['min_loss']:.6g}"
         + (f", {len(written)} figure/VTK files" if written else "")
     )
+
+
+def _same_run_keys(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The configuration that must match to resume (``format_version`` is added on write)."""
+    return {k: v for k, v in cfg.items() if k != "format_version"}
 
 
 def _kwargs(text: str | None) -> dict[str, Any]:
