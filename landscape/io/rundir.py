@@ -232,6 +232,7 @@ class RunDir:
             keep = old.drop_vars([v for v in dataset.variables if v in old.variables])
             keep = keep.drop_dims([d for d in dataset.dims if d in keep.dims])
             merged = xr.merge([keep, dataset], compat="override", combine_attrs="override")
+            merged.attrs = {**old.attrs, **dataset.attrs}  # new attributes win, old ones stay
         else:
             merged = dataset
         atomic_write(

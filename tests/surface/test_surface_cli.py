@@ -190,3 +190,49 @@ def test_direction_file_for_another_model_is_refused(tmp_path, ckpts):
         _run([ckpts[0], "--directions-file", f, "--grid", "3x3", "--out", tmp_path / "y", *COMMON])
     )
     assert "architecture" in line
+
+
+def test_eigen_directions_use_the_hessian_solver(tmp_path, ckpts, monkeypatch):
+    import landscape.hessian
+
+    calls = []
+
+    def dense_top(op, k=5, *, max_iter=None, tol=1e-6, seed=0, return_vectors=False, progress=None):
+        h = op.matmat(torch.eye(op.dim, dtype=op.dtype))
+        vals, vecs = torch.linalg.eigh(0.5 * (h + h.T).double())
+        order = torch.argsort(vals, descending=True)[:k]
+        calls.append(k)
+
+        class Pairs:
+            values = vals[order].numpy()
+            vectors = vecs[:, order].T.numpy()
+
+        return Pairs()
+
+    monkeypatch.setattr(landscape.hessian, "top_eigenpairs", dense_top, raising=False)
+    out = tmp_path / "eig"
+    res = _run(
+        [
+            ckpts[0],
+            "--directions",
+            "eigen",
+            "--grid",
+            "3x3",
+            "--range",
+            "-0.5:0.5",
+            "--out",
+            out,
+            *COMMON,
+        ]
+    )
+    assert res.exit_code == 0, res.output
+    assert calls == [2]
+    ds = xr.open_dataset(out / "results.nc", engine="h5netcdf").load()
+    assert ds.attrs["surface_kind"] == "eigen"
+    d = torch.load(out / "directions.pt", weights_only=True)
+    assert abs(float(d["d1"].double().norm()) - 1.0) < 1e-5
+    assert d["info"]["eigenvalues"][0] >= d["info"]["eigenvalues"][1]
+    # the top eigenvector is the most curved direction: along it the loss rises faster
+    assert float(ds.train_loss[0, 1] + ds.train_loss[2, 1]) >= float(
+        ds.train_loss[1, 0] + ds.train_loss[1, 2]
+    )

@@ -273,6 +273,7 @@ def test_quick_surface(mlp_space):
     assert surf.center_loss == mlp_space.evaluate()[0]
 
 
+@pytest.mark.filterwarnings("ignore:The .grad attribute:UserWarning")
 def test_torchscript_models_are_evaluated_too(mlp_space):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -300,3 +301,19 @@ def test_all_points_evaluated_once_in_row_major_order(quad_space):
     for i, j, k in itertools.product(range(2), range(3), range(2)):
         theta = dirs.point([al[i], be[j], ga[k]])
         assert surf.train_loss[i, j, k] == pytest.approx(float(quad_space.loss(theta)), rel=1e-12)
+
+
+def test_surface_written_after_other_arrays_keeps_its_attributes(tmp_path, mlp_space):
+    import xarray as xr
+
+    from landscape.io.rundir import RunDir
+
+    run = RunDir.create(tmp_path / "run", {"command": "test"})
+    run.write_arrays(xr.Dataset({"hessian_top_eigenvalues": ("top_k", np.arange(3.0))}))
+    surf = evaluate_surface(mlp_space, random_directions(mlp_space, 1), GridSpec.parse("3"), **FAST)
+    run.write_arrays(surf.to_dataset())
+    ds = run.read_arrays()
+    assert "hessian_top_eigenvalues" in ds and ds.attrs["surface_kind"] == "random"
+    back = Surface.from_dataset(ds)
+    np.testing.assert_array_equal(back.train_loss, surf.train_loss)
+    assert back.center_loss == surf.center_loss
