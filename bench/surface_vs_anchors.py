@@ -114,8 +114,13 @@ def _ll_coordinates(steps: int, h1: float, h2: float) -> np.ndarray:
 
 
 def _run_loss_landscapes(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, d1: list[torch.Tensor],
-    d2: list[torch.Tensor], distance: float, steps: int,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    d1: list[torch.Tensor],
+    d2: list[torch.Tensor],
+    distance: float,
+    steps: int,
 ) -> tuple[np.ndarray, float]:
     import loss_landscapes
     import loss_landscapes.main as llmain
@@ -141,8 +146,12 @@ def _run_loss_landscapes(
 
 # -- the plain Li et al. loop ---------------------------------------------------------------
 def _run_plain(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, d1: list[torch.Tensor],
-    d2: list[torch.Tensor], coords: np.ndarray,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    d1: list[torch.Tensor],
+    d2: list[torch.Tensor],
+    coords: np.ndarray,
 ) -> tuple[np.ndarray, float]:
     net = copy.deepcopy(model).eval()
     params = list(net.parameters())
@@ -158,6 +167,17 @@ def _run_plain(
             out[idx] = float(crit(net(x), y))
     dt = time.perf_counter() - t0
     return out, dt
+
+
+def _finite(obj: Any) -> Any:
+    """JSON-safe copy: non-finite floats as the strings "nan", "inf", "-inf"."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    return obj
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -322,7 +342,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["ratio_loss_landscapes_over_ours"] >= 3.0
         and result["max_rel_disagreement"]["ours_vs_plain_loop"] <= 1e-5
     )
-    print(json.dumps(result, indent=2, default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o)))
+    print(json.dumps(_finite(result), indent=2))
     return result
 
 

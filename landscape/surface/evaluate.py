@@ -53,7 +53,7 @@ _PREFIX_TYPES = (nn.Flatten, nn.Identity, nn.Unflatten)
 _FIRST_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 DATA_CACHE_BYTES = 1 << 30
 FIRST_LAYER_CACHE_BYTES = 512 << 20
-AUTO_COMPILE_SECONDS = 30.0
+AUTO_COMPILE_SECONDS = 60.0  # compiling costs ~15-45 s on a small CPU; it saves ~2/3
 
 
 # -- the first-layer trick ------------------------------------------------------------
@@ -702,7 +702,9 @@ def evaluate_surface(
         test: also evaluate the test split when the data has one.
         recompute_bn: re-estimate BatchNorm statistics at each point (else eval mode).
         method: ``auto``, ``loop`` or ``vmap`` (see :class:`PointEvaluator`).
-        compile: ``auto``, ``True`` or ``False`` (``torch.compile`` of the loop path).
+        compile: ``auto``, ``True`` or ``False`` (``torch.compile`` of the loop path;
+            ``auto`` compiles once the remaining eager work exceeds a minute). Compiled and
+            eager values agree to rounding; keep it fixed for bit-identical resumes.
         first_layer: use the first-layer trick when possible.
         points_per_batch: points per batch (vmap batch; default 16 on accelerators, 8 on
             the CPU); batches are fixed slices of the grid so results do not depend on

@@ -234,18 +234,21 @@ def test_compile_failure_falls_back_to_eager(mlp_space, monkeypatch):
 
 
 @pytest.mark.slow
-def test_compiled_loop_matches_eager(digits_tiny):
+def test_compiled_loop_matches_eager_and_compiles_once(digits_tiny):
     torch.manual_seed(0)
-    space = ParamSpace(
-        ModelBundle.from_module(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), digits_tiny)
-    )
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    space = ParamSpace(ModelBundle.from_module(model, digits_tiny))
     dirs = random_directions(space, 2, seed=0)
-    spec = GridSpec.parse("2x2")
+    spec = GridSpec.parse("3x3")
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        comp = evaluate_surface(space, dirs, spec, compile=True, points_per_batch=2)
-    eager = evaluate_surface(space, dirs, spec, compile=False)
+        comp = evaluate_surface(space, dirs, spec, compile=True, test=False, chunk_size=120)
+    eager = evaluate_surface(space, dirs, spec, compile=False, test=False)
     assert comp.info["compiled"] is True
+    # grid coordinates enter as tensors: one graph serves all nine points
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
     np.testing.assert_allclose(comp.train_loss, eager.train_loss, rtol=1e-5)
 
 
@@ -317,3 +320,33 @@ def test_surface_written_after_other_arrays_keeps_its_attributes(tmp_path, mlp_s
     back = Surface.from_dataset(ds)
     np.testing.assert_array_equal(back.train_loss, surf.train_loss)
     assert back.center_loss == surf.center_loss
+
+
+def test_checkpoint_slices_reproduce_the_checkpoints_losses(mlp_space, tmp_path):
+    from landscape.surface import (
+        interpolation_direction,
+        load_directions,
+        plane_directions,
+        save_directions,
+    )
+
+    g = torch.Generator().manual_seed(0)
+    t = mlp_space.theta0
+    a, b, c = (t + 0.2 * torch.randn(t.shape, generator=g, dtype=t.dtype) for _ in range(3))
+    refs = [mlp_space.evaluate(th) for th in (a, b, c)]
+    line = interpolation_direction(mlp_space, a, b)
+    surf = evaluate_surface(mlp_space, line, GridSpec.parse("5", "-0.5:1.5"), **FAST)
+    assert surf.axes[0].tolist() == [-0.5, 0.0, 0.5, 1.0, 1.5]
+    assert surf.train_loss[1] == refs[0][0]  # origin: exact
+    assert surf.train_loss[3] == pytest.approx(refs[1][0], rel=1e-12)
+    assert surf.anchors == ((0.0, 1.0),) and surf.center_loss == refs[0][0]
+    plane = plane_directions(mlp_space, a, b, c)
+    anchors = np.array(plane.anchors).T
+    vals = evaluate_points(mlp_space, plane, anchors, **FAST)
+    for k in range(3):
+        assert vals["train_loss"][k] == pytest.approx(refs[k][0], rel=1e-10)
+        assert vals["train_accuracy"][k] == refs[k][1]
+    # a saved plane keeps its own origin when loaded back
+    p = save_directions(tmp_path / "plane.pt", plane)
+    again = load_directions(p, mlp_space)
+    assert torch.equal(again.origin, plane.origin) and again.anchors == plane.anchors
