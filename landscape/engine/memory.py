@@ -2,9 +2,9 @@
 
 Data stays where it was loaded (normally the CPU) and is streamed to the model's device
 in chunks (:meth:`ParamSpace.chunks`), so memory on the device grows with the chunk size,
-not with the dataset. :func:`choose_chunk_size` measures the autograd graph of one
-Hessian-vector-product pass on two small batches, takes the per-sample cost, and fits as
-many samples as a memory budget allows. :func:`measure_peak_memory` reports the peak of a
+not with the dataset. :func:`choose_chunk_size` measures one Hessian-vector product on
+two small batches (peak allocation on CUDA, the saved autograd graph elsewhere), takes
+the per-sample cost, and fits as many samples as a memory budget allows. :func:`measure_peak_memory` reports the peak of a
 computation: allocated bytes on CUDA, resident set size (RSS) on the CPU — tracemalloc
 does not see PyTorch's allocations, so RSS is the honest CPU number.
 """
@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from landscape.engine.curvature import CurvatureOperator
 from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError
 from landscape.io.model_bundle import ModelBundle
@@ -28,7 +29,8 @@ from landscape.io.model_bundle import ModelBundle
 T = TypeVar("T")
 
 DEFAULT_FRACTION = 0.5
-HVP_OVERHEAD = 3.0
+HVP_OVERHEAD = 2.5
+FORWARD_FACTOR = 2.0
 _UNITS = {
     "": 1,
     "b": 1,
@@ -129,7 +131,7 @@ def graph_bytes(fn: Callable[[], Any]) -> int:
     return int(sum(seen.values()))
 
 
-def _hvp_pass(space: ParamSpace, x: torch.Tensor, y: torch.Tensor) -> Callable[[], Any]:
+def _reverse_pass(space: ParamSpace, x: torch.Tensor, y: torch.Tensor) -> Callable[[], Any]:
     def run() -> Any:
         _, g, leaves = space.grad_graph(space.theta0, x, y, create_graph=True)
         v = torch.ones_like(g)
@@ -138,13 +140,38 @@ def _hvp_pass(space: ParamSpace, x: torch.Tensor, y: torch.Tensor) -> Callable[[
     return run
 
 
-def per_sample_bytes(space: ParamSpace, *, sizes: tuple[int, int] = (4, 12)) -> float:
-    """Memory per sample of one Hessian-vector-product pass on the model's device.
+def _hvp_bytes(space: ParamSpace, b: int, strategy: str) -> int:
+    bundle = space.bundle
+    sub = ParamSpace(replace(bundle, data=replace(bundle.data.subset(b), batch_size=b)))
+    op = CurvatureOperator(sub, strategy=strategy)
+    v = torch.ones(sub.dim, device=sub.device, dtype=sub.dtype)
+    if space.device.type == "cuda":
+        torch.cuda.synchronize(space.device)
+        base = torch.cuda.memory_allocated(space.device)
+        torch.cuda.reset_peak_memory_stats(space.device)
+        op.matvec(v)
+        torch.cuda.synchronize(space.device)
+        used = torch.cuda.max_memory_allocated(space.device) - base
+        op.release()
+        return int(used)
+    x = bundle.to_device(bundle.data.x_train[:b])
+    y = bundle.to_device(bundle.data.y_train[:b])
+    inputs = x.numel() * x.element_size() + y.numel() * y.element_size()
+    if op.strategy == "forward":  # torch.func hides its graph from saved-tensor hooks
+        return int(FORWARD_FACTOR * graph_bytes(_reverse_pass(sub, x, y))) + inputs
+    return graph_bytes(lambda: op.matvec(v)) + inputs
 
-    Runs one forward + backward (with graph) + double backward on two small training
-    batches and takes the difference: parameters and other constant costs cancel. On
-    CUDA the measured peak allocation is used; elsewhere the saved autograd graph plus the
-    chunk's inputs.
+
+def per_sample_bytes(
+    space: ParamSpace, *, strategy: str = "auto", sizes: tuple[int, int] = (4, 12)
+) -> float:
+    """Memory per sample of one Hessian-vector product on one chunk, on the model's device.
+
+    Runs the operator's HVP (``strategy`` as in :class:`CurvatureOperator`) on two small
+    training batches and takes the difference, so parameters and other constant costs
+    cancel. On CUDA the measured peak allocation is used; elsewhere the autograd graph
+    the product saves plus the chunk's inputs (for ``forward``, whose graph torch.func
+    hides, twice the reverse-mode graph).
 
     Example:
         >>> from torch import nn
@@ -155,22 +182,7 @@ def per_sample_bytes(space: ParamSpace, *, sizes: tuple[int, int] = (4, 12)) -> 
     """
     n = space.num_samples("train")
     b1, b2 = min(sizes[0], n), min(sizes[1], n)
-    data = space.bundle.data
-    costs = []
-    for b in (b1, b2):
-        x = space.bundle.to_device(data.x_train[:b])
-        y = space.bundle.to_device(data.y_train[:b])
-        run = _hvp_pass(space, x, y)
-        if space.device.type == "cuda":
-            torch.cuda.synchronize(space.device)
-            base = torch.cuda.memory_allocated(space.device)
-            torch.cuda.reset_peak_memory_stats(space.device)
-            run()
-            torch.cuda.synchronize(space.device)
-            costs.append(torch.cuda.max_memory_allocated(space.device) - base)
-        else:
-            inputs = x.numel() * x.element_size() + y.numel() * y.element_size()
-            costs.append(graph_bytes(run) + inputs)
+    costs = [_hvp_bytes(space, b, strategy) for b in (b1, b2)]
     if b2 > b1:
         slope = (costs[1] - costs[0]) / (b2 - b1)
         if slope > 0:
@@ -185,6 +197,7 @@ def choose_chunk_size(
     fraction: float = DEFAULT_FRACTION,
     overhead: float = HVP_OVERHEAD,
     max_size: int | None = None,
+    strategy: str = "auto",
 ) -> int:
     """The largest chunk (samples per pass) whose HVP pass fits in a memory budget.
 
@@ -193,9 +206,12 @@ def choose_chunk_size(
         memory_budget: bytes (or ``"8GiB"``) to use; default ``fraction`` of the memory
             available on the device now.
         fraction: share of the available memory to use when no budget is given.
-        overhead: safety factor on the measured per-sample cost (temporaries of the
-            double backward, allocator slack).
+        overhead: safety factor on the measured per-sample cost (temporaries,
+            allocator slack).
         max_size: upper bound (default: the number of training samples).
+        strategy: the HVP strategy that will run (``auto`` resolves as the operator
+            does). The ``cached`` strategy keeps every chunk's graph, so its memory grows
+            with the data, not the chunk: use ``reverse`` when that does not fit.
 
     Returns:
         A chunk size between 1 and ``max_size``.
@@ -220,7 +236,7 @@ def choose_chunk_size(
         else int(available_memory(space.device) * fraction)
     )
     cap = int(max_size) if max_size is not None else space.num_samples("train")
-    per = per_sample_bytes(space) * overhead
+    per = per_sample_bytes(space, strategy=strategy) * overhead
     return int(max(1, min(cap, budget // max(per, 1.0))))
 
 
