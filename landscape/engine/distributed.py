@@ -31,19 +31,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from landscape import errors
 from landscape.engine.curvature import CurvatureOperator, Operator
 from landscape.engine.params import ParamSpace
-from landscape.errors import ConfigError, DataError
+from landscape.errors import ConfigError, DataError, LandscapeError
 from landscape.io.data import DataSource
 from landscape.io.model_bundle import ModelBundle
 from landscape.io.rundir import RunDir, _deep_merge, _jsonable, atomic_write
 from landscape.progress import Progress, tracked
+
+T = TypeVar("T")
 
 SHARD_MODES = ("contiguous", "strided")
 DEFAULT_TIMEOUT_S = 1800.0
@@ -289,6 +292,31 @@ class DistributedContext:
         out: list[Any] = [None] * self.world_size
         dist.all_gather_object(out, obj)
         return out
+
+    def on_main(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on rank 0 and give its result to every rank (collective).
+
+        A :class:`~landscape.errors.LandscapeError` raised on rank 0 is raised on every
+        rank with the same message, so no rank waits for one that has given up.
+
+        Example:
+            >>> DistributedContext().on_main(lambda: 42)
+            42
+        """
+        if not self.is_distributed:
+            return fn()
+        payload: tuple[bool, Any] = (True, None)
+        if self.is_main:
+            try:
+                payload = (True, fn())
+            except LandscapeError as exc:
+                payload = (False, (type(exc).__name__, str(exc)))
+        ok, value = self.broadcast_object(payload)
+        if not ok:
+            name, msg = value
+            cls = getattr(errors, name, LandscapeError)
+            raise cls(msg)
+        return value
 
     def shutdown(self) -> None:
         """Destroy the process group if this context created it."""
