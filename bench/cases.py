@@ -219,13 +219,32 @@ def _grid(points_per_axis: int) -> torch.Tensor:
     return torch.cartesian_prod(a, a)
 
 
-def _ours_surface(space: ParamSpace, dirs: torch.Tensor, pts: torch.Tensor) -> tuple[Any, str]:
-    """Our grid evaluation: the surface package's evaluator when present, else the engine's."""
-    from landscape.engine.distributed import sharded_grid_eval
+def _surface_setup(b: Built, side: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """Directions, grid points and our evaluation (the surface package when present)."""
+    try:
+        from landscape.surface import GridSpec, evaluate_surface, random_directions
+    except ImportError:
+        from landscape.engine.distributed import sharded_grid_eval
 
-    vals = sharded_grid_eval(space, pts, dirs, splits=("train",))
-    assert vals is not None
-    return vals.column("train_loss"), "engine.sharded_grid_eval"
+        dirs_t, pts = _directions(b.space), _grid(side)
+
+        def engine_loop() -> tuple[Any, str, dict[str, Any]]:
+            vals = sharded_grid_eval(b.space, pts, dirs_t, splits=("train",))
+            assert vals is not None
+            return vals.column("train_loss"), "engine.sharded_grid_eval", {}
+
+        return dirs_t, pts, engine_loop
+    dirs = random_directions(b.space, 2, normalization="filter", ignore="biasbn", seed=0)
+    spec = GridSpec.parse(f"{side}x{side}", "-1:1")
+    gpu = b.device.type == "cuda"
+
+    def ours() -> tuple[Any, str, dict[str, Any]]:
+        surf = evaluate_surface(b.space, dirs, spec, test=False, bf16=gpu)
+        extra = {"surface_info": surf.info, "bf16_error": surf.bf16_error}
+        return surf.train_loss.reshape(-1), "landscape.surface.evaluate_surface", extra
+
+    pts = torch.as_tensor(spec.points())
+    return torch.stack([v.detach() for v in dirs.vectors]), pts, ours
 
 
 @torch.no_grad()
@@ -292,9 +311,8 @@ def surface(setup: str, quick: bool, device: str) -> list[dict[str, Any]]:
     """
     b = build(setup, quick, device, purpose="surface")
     side = 5 if quick else (21 if setup == "digits_cnn" else 51)
-    pts = _grid(side)
-    dirs = _directions(b.space)
-    (ours, how), t_ours = timed(lambda: _ours_surface(b.space, dirs, pts), b.device)
+    dirs, pts, ours_fn = _surface_setup(b, side)
+    (ours, how, extra), t_ours = timed(ours_fn, b.device)
     n_anchor = len(pts) if quick or setup == "digits_cnn" else 20
     sub = torch.linspace(0, len(pts) - 1, n_anchor).round().long()
     t0 = time.perf_counter()
@@ -315,6 +333,7 @@ def surface(setup: str, quick: bool, device: str) -> list[dict[str, Any]]:
             anchor_points=n_anchor,
             disagreement=rel_diff(torch.as_tensor(ours)[sub], theirs),
             ours_impl=how,
+            **extra,
             target_seconds=target,
             meets_target=None if target is None else bool(t_ours <= target),
         )

@@ -136,9 +136,103 @@ def _call_cases(fn: Callable[..., Any], quick: bool, device: str | None) -> Iter
     return fn(**kwargs)
 
 
+# Arguments for the other issues' scripts, used only when the script mentions the flag.
+EXTERNAL_ARGS: dict[str, dict[str, list[list[str]]]] = {
+    "hessian_vs_pyhessian": {
+        "quick": [["--quick"]],
+        "full": [[]],
+        "gpu": [["--device", "cuda"]],
+    },
+    "surface_vs_anchors": {
+        "quick": [["--quick"], ["--steps", "5"], ["--repeats", "1"], ["--epochs", "1"]],
+        "full": [[]],
+        "gpu": [["--device", "cuda", "--model", "resnet", "--bf16"]],
+    },
+}
+
+
+def _flags(groups: list[list[str]], source: str) -> list[str]:
+    """Concatenate the groups whose flag (first item) appears in the script's source."""
+    out: list[str] = []
+    for g in groups:
+        if not g or g[0] in source:
+            out += g
+    return out
+
+
+def parse_json_objects(text: str) -> list[Any]:
+    """Every top-level JSON value in ``text`` (JSON lines, or indented objects)."""
+    dec = json.JSONDecoder()
+    out, i = [], 0
+    while True:
+        i = min((j for j in (text.find("{", i), text.find("[", i)) if j >= 0), default=-1)
+        if i < 0:
+            return out
+        try:
+            obj, end = dec.raw_decode(text, i)
+        except json.JSONDecodeError:
+            i += 1
+            continue
+        out.append(obj)
+        i = end
+
+
+def expand(raw: Any, case: str, device: str) -> list[dict[str, Any]]:
+    """Turn one benchmark output into suite records.
+
+    A list is expanded item by item; a dict with ``seconds_total: {ours, <anchor>...}``
+    (one object for several anchors) gives one record per anchor, with the disagreement
+    found in ``max_rel_disagreement``/``disagreement`` under a key naming that anchor.
+    """
+    if isinstance(raw, list):
+        return [r for item in raw for r in expand(item, case, device)]
+    if not isinstance(raw, dict):
+        return []
+    if isinstance(raw.get("cases"), list):
+        return expand(raw["cases"], case, device)
+    totals = raw.get("seconds_total")
+    if isinstance(totals, dict) and "ours" in totals:
+        dis = raw.get("max_rel_disagreement") or raw.get("disagreement") or {}
+        dis = dis if isinstance(dis, dict) else {}
+        size_bits = [
+            str(raw[k])
+            for k in ("model", "num_samples", "num_params", "grid")
+            if raw.get(k) is not None
+        ]
+        recs = []
+        for anchor, secs in totals.items():
+            if anchor == "ours":
+                continue
+            d = dis.get(f"ours_vs_{anchor}")
+            if d is None:
+                d = next((v for k, v in dis.items() if anchor in k and "ours" in k), None)
+            extra = {k: v for k, v in raw.items() if not isinstance(v, dict | list)}
+            recs.append(
+                normalize(
+                    {
+                        **extra,
+                        "what": raw.get("benchmark") or raw.get("what") or case,
+                        "size": ", ".join(size_bits) or None,
+                        "device": raw.get("device", device),
+                        "ours_s": totals["ours"],
+                        "anchor": anchor,
+                        "anchor_s": secs,
+                        "ratio": None,
+                        "disagreement": d,
+                        "disagreements": dis or None,
+                    },
+                    case,
+                    device,
+                )
+            )
+        return recs
+    return [normalize(raw, case, device)]
+
+
 def run_external(name: str, quick: bool, device: str | None) -> list[dict[str, Any]]:
     """Run ``bench.<name>``: its ``run_cases`` in process, else its CLI in a subprocess."""
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    gpu = torch.cuda.is_available() and device != "cpu"
+    dev = device or ("cuda" if gpu else "cpu")
     modname = f"bench.{name}"
     try:
         mod = importlib.import_module(modname)
@@ -149,39 +243,36 @@ def run_external(name: str, quick: bool, device: str | None) -> list[dict[str, A
         return [_missing(name, missing, dev)]
     fn = getattr(mod, "run_cases", None)
     if callable(fn):
-        return [normalize(r, name, dev) for r in _call_cases(fn, quick, device)]
-    source = Path(mod.__file__ or "").read_text() if mod.__file__ else ""
-    cmd = [sys.executable, "-m", modname]
-    if quick and "--quick" in source:
-        cmd.append("--quick")
-    if device is not None and "--device" in source:
-        cmd += ["--device", device]
-    proc = subprocess.run(
-        cmd,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=EXTERNAL_TIMEOUT_S,
-        env=dict(
-            os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-        ),
+        return expand(list(_call_cases(fn, quick, device)), name, dev)
+    source = Path(mod.__file__).read_text() if mod.__file__ else ""
+    spec = EXTERNAL_ARGS.get(name, {})
+    runs = [_flags(spec.get("quick" if quick else "full", [[]]), source)]
+    if gpu and not quick:
+        runs.append(_flags(spec.get("gpu", []), source))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     )
-    out = []
-    for line in proc.stdout.splitlines():
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(raw, dict):
-            out.append(normalize(raw, name, dev))
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        out.append(record(name, status="error", error=tail[:500], device=dev))
-    elif not out:
-        out.append(record(name, status="error", error="printed no JSON lines", device=dev))
+    out: list[dict[str, Any]] = []
+    for args in runs:
+        proc = subprocess.run(
+            [sys.executable, "-m", modname, *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=EXTERNAL_TIMEOUT_S,
+            env=env,
+        )
+        recs = [r for obj in parse_json_objects(proc.stdout) for r in expand(obj, name, dev)]
+        for r in recs:
+            r["args"] = " ".join(args)
+        out += recs
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            out.append(
+                record(name, status="error", error=tail[:500], device=dev, args=" ".join(args))
+            )
+        elif not recs:
+            out.append(record(name, status="error", error="printed no JSON", device=dev))
     return out
 
 
@@ -232,8 +323,18 @@ def main(argv: list[str] | None = None) -> int:
         "--cases", default=None, help=f"comma-separated subset of {', '.join(ALL_CASES)}"
     )
     ap.add_argument("--device", default=None, help="force a device (default: by setup)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: 1 with --quick, else torch's default)",
+    )
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     args = ap.parse_args(argv)
+    threads = args.threads if args.threads is not None else (1 if args.quick else 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # for subprocess benchmarks
     if args.list:
         for c in ALL_CASES:
             print(c)

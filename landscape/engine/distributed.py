@@ -337,7 +337,13 @@ class DistributedContext:
         return MainOnlyRun(run.path, summary)
 
 
-def _context(context: DistributedContext | None) -> DistributedContext:
+def resolve_context(context: DistributedContext | None = None) -> DistributedContext:
+    """``context``, or the current process group's (a single process when there is none).
+
+    Example:
+        >>> resolve_context().world_size
+        1
+    """
     return context if context is not None else DistributedContext.from_process_group()
 
 
@@ -486,7 +492,7 @@ class DistributedOperator:
         n_total: int | None = None,
         context: DistributedContext | None = None,
     ) -> None:
-        self.context = _context(context)
+        self.context = resolve_context(context)
         self.local_op = local_op
         self.n_local = int(n_local)
         self.n_total = int(n_total) if n_total is not None else self.context.sum_int(n_local)
@@ -559,7 +565,7 @@ def distributed_evaluate(
         >>> distributed_evaluate(s) == s.evaluate()
         True
     """
-    ctx = _context(context)
+    ctx = resolve_context(context)
     theta = space.theta0 if theta is None else theta
     total, correct, n = _local_sums(space, theta, split)
     if ctx.is_distributed:
@@ -588,7 +594,7 @@ def distributed_value_and_grad(
         >>> distributed_value_and_grad(s)[1].shape
         torch.Size([33])
     """
-    ctx = _context(context)
+    ctx = resolve_context(context)
     theta = space.theta0 if theta is None else theta
     total = 0.0
     g_sum = torch.zeros_like(theta)
@@ -640,7 +646,7 @@ class DataParallel:
         mode: str = "contiguous",
         space: ParamSpace | None = None,
     ) -> None:
-        self.context = _context(context)
+        self.context = resolve_context(context)
         self.space = space if space is not None else ParamSpace(bundle)
         if self.context.is_distributed:
             self.local = ParamSpace(shard_bundle(bundle, self.context, mode=mode))
@@ -872,7 +878,7 @@ def sharded_grid_eval(
         >>> g.values.shape
         (5, 4)
     """
-    ctx = _context(context)
+    ctx = resolve_context(context)
     if points.dim() != 2 or directions.dim() != 2 or points.shape[1] != directions.shape[0]:
         raise ConfigError(
             f"grid points {tuple(points.shape)} and directions {tuple(directions.shape)} do not"

@@ -7,6 +7,7 @@ finished stages.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import numpy as np
 
 from landscape.engine.distributed import DataParallel, DistributedContext
 from landscape.errors import ConfigError
+from landscape.experiments.sharded_surface import sharded_quick_surface
 from landscape.io.model_bundle import ModelBundle
 from landscape.io.rundir import RunDir, versions
 from landscape.progress import Progress
@@ -252,6 +254,8 @@ def run_scan(
 
     if config.surface and "surface" not in done:
         quick_surface = _optional("landscape.surface", "quick_surface")
+        if quick_surface is not None and dp.context.is_distributed:
+            quick_surface = functools.partial(sharded_quick_surface, context=dp.context)
         if quick_surface is not None:
             t0 = time.perf_counter()
             surf = quick_surface(

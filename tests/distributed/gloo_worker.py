@@ -129,6 +129,21 @@ def compute_grid(ctx: DistributedContext, out: dict, progress_dir: Path) -> None
     # a grid without progress files
     fresh = sharded_grid_eval(space, pts, dirs, context=ctx, to_all=True)
     out["grid_fresh"] = torch.as_tensor(fresh.values)
+    if surface_available():
+        from landscape.experiments.sharded_surface import sharded_quick_surface
+
+        surf = sharded_quick_surface(space, grid=(5, 4), span=1.0, seed=0, context=ctx)
+        out["surf_train"] = torch.as_tensor(surf.train_loss)
+        out["surf_test"] = torch.as_tensor(surf.test_loss)
+        out["surf_center"] = torch.tensor(surf.center_loss, dtype=torch.float64)
+
+
+def surface_available() -> bool:
+    try:
+        from landscape.surface import PointEvaluator, quick_surface  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def main() -> None:

@@ -153,3 +153,16 @@ def test_sharded_grid_matches_single_process_and_resumes(gloo_run, single):
     assert int(torch.isfinite(r0["grid_part"][:, 0]).sum()) == 10
     assert r0["grid_counts"].tolist() == [15, 10]
     assert r0["grid_progress"].tolist() == [15, 15]  # rank 0's bar counts both ranks
+
+
+@pytest.mark.slow
+def test_sharded_quick_surface_matches_single_process(gloo_run, single):
+    if not worker.surface_available():
+        pytest.skip("landscape.surface has not landed yet")
+    from landscape.surface import quick_surface
+
+    ref = quick_surface(single["space"], grid=(5, 4), span=1.0, seed=0)
+    for r in gloo_run:  # every rank gets the whole surface
+        np.testing.assert_allclose(r["surf_train"].numpy(), ref.train_loss, rtol=RTOL)
+        np.testing.assert_allclose(r["surf_test"].numpy(), ref.test_loss, rtol=RTOL)
+        np.testing.assert_allclose(float(r["surf_center"]), ref.center_loss, rtol=RTOL)

@@ -33,7 +33,7 @@ def free_port() -> int:
 def _args(ckpt: Path, out: Path) -> list[str]:
     return [
         "scan", str(ckpt), "--data", "digits", "--max-samples", "203", "--batch-size", "50",
-        "--dtype", "float64", "--preset", "scan_quick", "--no-surface", "--no-metrics",
+        "--dtype", "float64", "--preset", "scan_quick", "--grid", "5x4", "--no-metrics",
         "--no-figures", "--quiet", "--out", str(out),
     ]  # fmt: skip
 
@@ -76,3 +76,14 @@ def test_torchrun_scan_matches_single_process(tmp_path):
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(
         p.name for p in (tmp_path / "one").iterdir()
     )
+    if "surface" in one:  # the surface stage ran (landscape.surface present)
+        import xarray as xr
+
+        for key in ("center_loss", "min_loss"):
+            np.testing.assert_allclose(two["surface"][key], one["surface"][key], rtol=1e-10)
+        with xr.open_dataset(tmp_path / "one" / "results.nc", engine="h5netcdf") as a:
+            with xr.open_dataset(tmp_path / "two" / "results.nc", engine="h5netcdf") as b:
+                np.testing.assert_allclose(
+                    b["train_loss"].values, a["train_loss"].values, rtol=1e-10
+                )
+                assert b["train_loss"].shape == (5, 4)
