@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
 from landscape.cli.app import app
 from landscape.cli.common import (
     BatchSizeOpt,
@@ -32,7 +33,6 @@ from landscape.cli.common import (
     run_name,
 )
 from landscape.cli.launch import create_run, distributed_context
-
 from landscape.engine.distributed import is_main_process
 from landscape.engine.memory import measure_peak_memory
 from landscape.errors import ConfigError

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from landscape.cli.app import app
 from typer.testing import CliRunner
 
+from landscape.cli.app import app
 from landscape.experiments.models import mlp
 from landscape.io.bundle import save
 
