@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from landscape.cli.app import app
 from landscape.cli.common import QuietOpt, friendly_errors, out_console, progress_bars
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from landscape.viz.data import SurfaceData, load_surface, open_run
 
 from landscape.io.rundir import atomic_write
+from landscape.viz.data import SurfaceData, load_surface, open_run
 
 _PLAIN_LABELS = {0: "alpha", 1: "beta", 2: "gamma"}
 

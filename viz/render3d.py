@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from landscape.viz.data import SurfaceData, load_surface, open_run
 
 from landscape.errors import ConfigError
 from landscape.io.rundir import atomic_write
+from landscape.viz.data import SurfaceData, load_surface, open_run
 
 CAMERAS = ("iso", "top", "side")
 FLOOR = -0.2

@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from landscape.viz.data import has_spectrum, has_surface, open_run, read_surface
-from landscape.viz.style import check_formats, check_style
-
 from landscape.errors import RunDirError
 from landscape.progress import Progress, tracked
+from landscape.viz.data import has_spectrum, has_surface, open_run, read_surface
+from landscape.viz.style import check_formats, check_style
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from landscape.viz.data import open_run
-from landscape.viz.style import check_formats, new_figure, save_figure, style_context, width
 
 from landscape.errors import RunDirError
+from landscape.viz.data import open_run
+from landscape.viz.style import check_formats, new_figure, save_figure, style_context, width
 
 
 @dataclass(frozen=True, eq=False)

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from landscape.viz.data import SurfaceData, load_surface, open_run
-from landscape.viz.style import check_formats, new_figure, save_figure, style_context, width
 
 from landscape.errors import ConfigError
+from landscape.viz.data import SurfaceData, load_surface, open_run
+from landscape.viz.style import check_formats, new_figure, save_figure, style_context, width
 
 LABELS = {
     "train_loss": "train loss",

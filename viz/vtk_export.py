@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from landscape.viz.data import SurfaceData, load_surface, open_run
 
 from landscape.io.rundir import atomic_write
+from landscape.viz.data import SurfaceData, load_surface, open_run
 
 HEIGHT_FRACTION = 0.5
 """The loss axis is drawn this tall, relative to the larger extent of the plane."""

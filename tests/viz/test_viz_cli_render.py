@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from landscape.cli.app import app
 from typer.testing import CliRunner
 
+from landscape.cli.app import app
 from landscape.io.rundir import RunDir
 
 runner = CliRunner()

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from landscape.errors import ConfigError, RunDirError
 from landscape.viz.data import load_surface
 from landscape.viz.style import style_context
 from landscape.viz.surface_plots import (
@@ -17,8 +19,6 @@ from landscape.viz.surface_plots import (
     slices_figure,
     surface_figures,
 )
-
-from landscape.errors import ConfigError, RunDirError
 
 
 def _line(fig, gid: str, ax: int = 0):
@@ -174,6 +174,7 @@ def test_bad_inputs(tmp_path: Path, run_factory) -> None:
 
 def test_set_style() -> None:
     import matplotlib
+
     from landscape.viz import set_style
 
     with matplotlib.rc_context():

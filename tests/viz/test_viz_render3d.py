@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from landscape.viz import offscreen_available, render_3d, scan_figures
 
 from landscape.errors import ConfigError
+from landscape.viz import offscreen_available, render_3d, scan_figures
 
 needs_gl = pytest.mark.skipif(
     not offscreen_available(),

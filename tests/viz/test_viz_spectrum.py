@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from landscape.viz.spectrum import load_spectrum, spectrum_axes_figure, spectrum_figure
-from landscape.viz.style import style_context
 
 from landscape.errors import RunDirError
 from landscape.io.rundir import RunDir
+from landscape.viz.spectrum import load_spectrum, spectrum_axes_figure, spectrum_figure
+from landscape.viz.style import style_context
 
 
 def test_spectrum_draws_density_band_and_eigenvalues(run_factory) -> None:

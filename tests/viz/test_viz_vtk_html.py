@@ -10,10 +10,10 @@ import subprocess
 import numpy as np
 import pytest
 import xarray as xr
-from landscape.viz import render_html, write_vtk
-from landscape.viz.data import load_surface
 
 from landscape.io.rundir import RunDir
+from landscape.viz import render_html, write_vtk
+from landscape.viz.data import load_surface
 
 
 def _read(path):
