@@ -23,7 +23,7 @@ from landscape.io.rundir import atomic_write
 from landscape.viz.data import SurfaceData, load_surface, open_run
 
 CAMERAS = ("iso", "top", "side")
-FLOOR = -0.2
+FLOOR = -0.25
 """Height of the contour map under a surface, relative to the plane's extent."""
 
 _PROBE = """
@@ -219,14 +219,20 @@ def _set_camera(
 
 
 def _surface_scene(
-    pv: Any, surf: SurfaceData, camera: str, cmap: str, contours: bool, size: tuple[int, int]
+    pv: Any,
+    surf: SurfaceData,
+    camera: str,
+    cmap: str,
+    contours: bool,
+    size: tuple[int, int],
+    log: bool = False,
 ) -> Any:
     from landscape.viz.surface_plots import contour_levels, finite_range
     from landscape.viz.vtk_export import HEIGHT_FRACTION, height_scale, surface_grid
 
     scale = size[1] / 900.0
-    grid = surface_grid(surf)
-    hs = height_scale(surf)
+    grid = surface_grid(surf, log=log)
+    hs = height_scale(surf, log=log)
     mesh = grid.threshold(0.5, scalars="finite", preference="point", all_scalars=True)
     mesh = (
         mesh.extract_surface(algorithm="dataset_surface")
@@ -238,12 +244,23 @@ def _surface_scene(
     extent = max(float(a[-1] - a[0]) for a in surf.axes)
     pl = pv.Plotter(off_screen=True, window_size=list(size), theme=_theme(pv, scale))
     pl.enable_anti_aliasing("ssaa")
-    title = f"train loss   (height: loss range scaled to {HEIGHT_FRACTION:g} x plane width)"
+    if log:
+        positive = loss[np.isfinite(loss) & (loss > 0)]
+        if positive.size == 0:
+            contour_levels(-1.0, 1.0, log=True)  # the one-line --log-levels error
+        lo = float(positive.min())
+        title = (
+            "train loss, log scale   (height: log10 loss range scaled to"
+            f" {HEIGHT_FRACTION:g} x plane width)"
+        )
+    else:
+        title = f"train loss   (height: loss range scaled to {HEIGHT_FRACTION:g} x plane width)"
     pl.add_mesh(
         mesh,
         scalars="train_loss",
         cmap=cmap,
         clim=(lo, hi),
+        log_scale=log,
         smooth_shading=True,
         ambient=0.25,
         diffuse=0.75,
@@ -254,7 +271,7 @@ def _surface_scene(
         name="surface",
     )
     if contours:
-        levels = contour_levels(lo, hi, n=13)[1:-1]
+        levels = contour_levels(lo, hi, n=13, log=log)[1:-1]
         lines = mesh.contour(isosurfaces=list(levels), scalars="train_loss")
         if lines.n_points:
             lines.points[:, 2] += 0.004 * extent
@@ -269,7 +286,7 @@ def _surface_scene(
     floor_shown = contours and camera != "side"
     if floor_shown:
         # Shadow of the surface on a floor below it: the filled contour map.
-        levels = contour_levels(lo, hi, n=13)[1:-1]
+        levels = contour_levels(lo, hi, n=13, log=log)[1:-1]
         floor = mesh.copy()
         floor.points[:, 2] = FLOOR * extent
         pl.add_mesh(
@@ -277,6 +294,7 @@ def _surface_scene(
             scalars="train_loss",
             cmap=cmap,
             clim=(lo, hi),
+            log_scale=log,
             lighting=False,
             show_scalar_bar=False,
             opacity=0.75,
@@ -450,6 +468,7 @@ def render_3d(
     cmap: str = "viridis",
     contours: bool = True,
     size: tuple[int, int] = (1200, 900),
+    log_scale: bool = False,
 ) -> list[Path]:
     """Render the run's surface off-screen with PyVista into ``RUN/figures``.
 
@@ -466,6 +485,8 @@ def render_3d(
         cmap: colormap name.
         contours: draw contour lines (and the floor map).
         size: image size in pixels ``(width, height)``.
+        log_scale: 2D surfaces: height and colour follow ``log10(loss)`` (needs positive
+            losses), which shows the basin of a loss spanning decades.
 
     Returns:
         The written PNG files.
@@ -495,7 +516,7 @@ def render_3d(
     paths: list[Path] = []
     for cam in cams:
         if surf.dims == 2:
-            scenes = [("surface3d", _surface_scene(pv, surf, cam, cmap, contours, size))]
+            scenes = [("surface3d", _surface_scene(pv, surf, cam, cmap, contours, size, log_scale))]
         else:
             scenes = _volume_scenes(pv, surf, cam, cmap, contours, size)
         for stem, pl in scenes:

@@ -96,7 +96,11 @@ def plan(
         (render and surf.dims == 2) or (render and render_volumes and surf.dims == 3)
     ):
         steps.append(
-            Step("3D render", lambda: render3d.render_3d(run.path, camera=camera), optional=True)
+            Step(
+                "3D render",
+                lambda: render3d.render_3d(run.path, camera=camera, log_scale=log_levels),
+                optional=True,
+            )
         )
     if surf is not None and html:
         steps.append(Step("HTML scene", lambda: [html_scene.render_html(run.path)]))

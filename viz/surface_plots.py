@@ -293,16 +293,24 @@ def _legend(fig: Any, axes: list[Any]) -> None:
     if handles:
         hs = [v[0] for v in handles.values()]
         ls = [v[1] for v in handles.values()]
-        fig.legend(
-            hs,
-            ls,
-            loc="outside upper center",
-            ncols=len(hs) if len(hs) <= 3 else (2 if len(hs) == 4 else 3),
-            handlelength=1.2,
-            columnspacing=1.0,
-            handletextpad=0.4,
-            borderaxespad=0.2,
+        _legend_above(fig, axes, hs, ls)
+
+
+def _legend_above(fig: Any, axes: list[Any], hs: list[Any], ls: list[str]) -> None:
+    """A legend above the plot: over the single axes, or centred over the whole figure."""
+    ncols = len(hs) if len(hs) <= 3 else (2 if len(hs) == 4 else 3)
+    kwargs: dict[str, Any] = {
+        "ncols": ncols,
+        "handlelength": 1.4,
+        "columnspacing": 1.0,
+        "handletextpad": 0.4,
+    }
+    if len(axes) == 1:
+        axes[0].legend(
+            hs, ls, loc="lower center", bbox_to_anchor=(0.5, 1.0), borderaxespad=0.8, **kwargs
         )
+    else:
+        fig.legend(hs, ls, loc="outside upper center", borderaxespad=0.5, **kwargs)
 
 
 def contour_figure(
@@ -464,10 +472,13 @@ def curve_figure(surf: SurfaceData, *, log_y: bool = False, style: str = "paper"
     if ax2 is not None:
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
-    fig.legend(
+    # the twin axes draws over the first: give it the legend so nothing hides it
+    (ax2 if ax2 is not None else ax).legend(
         handles,
         labels,
-        loc="outside upper center",
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        borderaxespad=0.8 if surf.anchors is None else 1.6,
         ncols=min(3, len(handles)),
         handlelength=1.6,
         columnspacing=1.0,

@@ -30,39 +30,58 @@ class HeightScale:
 
     offset: float
     scale: float
+    log: bool = False
+
+    @staticmethod
+    def _x(loss: np.ndarray, log: bool) -> np.ndarray:
+        x = np.asarray(loss, dtype=float)
+        if log:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                x = np.where(x > 0, np.log10(np.where(x > 0, x, 1.0)), np.nan)
+        return x
 
     @classmethod
-    def fit(cls, loss: np.ndarray, extent: float, fraction: float = HEIGHT_FRACTION) -> HeightScale:
-        """The scale that maps the finite range of ``loss`` onto ``[0, fraction · extent]``."""
-        finite = loss[np.isfinite(loss)]
+    def fit(
+        cls,
+        loss: np.ndarray,
+        extent: float,
+        fraction: float = HEIGHT_FRACTION,
+        *,
+        log: bool = False,
+    ) -> HeightScale:
+        """Map the finite range of ``loss`` (or ``log10(loss)``) onto ``[0, fraction·extent]``."""
+        x = cls._x(loss, log)
+        finite = x[np.isfinite(x)]
         if finite.size == 0:
-            return cls(0.0, 1.0)
+            return cls(0.0, 1.0, log)
         lo, hi = float(finite.min()), float(finite.max())
         span = hi - lo
         scale = fraction * extent / span if span > 0 else 1.0
-        return cls(lo, scale)
+        return cls(lo, scale, log)
 
     def apply(self, loss: np.ndarray) -> np.ndarray:
-        """Heights of ``loss`` (non-finite losses give non-finite heights)."""
-        return (np.asarray(loss, dtype=float) - self.offset) * self.scale
+        """Heights of ``loss`` (non-finite losses, and non-positive ones in log, give NaN)."""
+        return (self._x(loss, self.log) - self.offset) * self.scale
 
     def describe(self) -> str:
         """Text for a scalar bar: how height relates to loss."""
-        return f"height = (loss - {self.offset:.4g}) * {self.scale:.4g}"
+        f = "log10(loss)" if self.log else "loss"
+        return f"height = ({f} - {self.offset:.4g}) * {self.scale:.4g}"
 
 
-def height_scale(surf: SurfaceData, var: str = "train_loss") -> HeightScale:
+def height_scale(surf: SurfaceData, var: str = "train_loss", *, log: bool = False) -> HeightScale:
     """The :class:`HeightScale` of a 1D/2D surface's ``var`` over its plane extent."""
     extent = max(float(a[-1] - a[0]) for a in surf.axes[:2])
-    return HeightScale.fit(surf.variables[var], extent)
+    return HeightScale.fit(surf.variables[var], extent, log=log)
 
 
-def surface_grid(surf: SurfaceData) -> Any:
+def surface_grid(surf: SurfaceData, *, log: bool = False) -> Any:
     """A ``pyvista.StructuredGrid`` of a 1D/2D surface with loss as height and as scalars.
 
     Points are ``(alpha, beta, height)`` (``beta = 0`` in 1D); the point arrays hold the
     raw ``train_loss``, ``test_loss``, accuracies and ``height``. Non-finite losses sit at
-    height 0 and are hidden (VTK ghost points); the ``finite`` array flags them.
+    height 0 and are hidden (VTK ghost points); the ``finite`` array flags them. With
+    ``log`` the height follows ``log10(loss)`` (non-positive losses are hidden too).
     """
     import pyvista as pv
 
@@ -70,7 +89,7 @@ def surface_grid(surf: SurfaceData) -> Any:
     beta = surf.axes[1] if surf.dims == 2 else np.zeros(1)
     a, b = np.meshgrid(alpha, beta, indexing="ij")
     loss = surf.variables["train_loss"].reshape(a.shape)
-    hs = height_scale(surf)
+    hs = height_scale(surf, log=log)
     z = hs.apply(loss)
     finite = np.isfinite(z)
     z = np.where(finite, z, 0.0)

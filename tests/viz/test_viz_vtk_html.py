@@ -136,3 +136,16 @@ def test_html_is_self_contained_and_holds_the_data(run_factory, dims: int) -> No
         js.write_text(script)
         proc = subprocess.run([node, "--check", str(js)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
+
+
+def test_height_scale_linear_and_log() -> None:
+    from landscape.viz.vtk_export import HeightScale
+
+    loss = np.array([0.01, 0.1, 1.0, 10.0, np.nan, np.inf])
+    lin = HeightScale.fit(loss, extent=2.0)
+    h = lin.apply(loss)
+    assert h[0] == 0.0 and h[3] == pytest.approx(1.0) and not np.isfinite(h[4:]).any()
+    log = HeightScale.fit(loss[:4], extent=2.0, log=True)
+    np.testing.assert_allclose(log.apply(loss[:4]), [0.0, 1 / 3, 2 / 3, 1.0])
+    assert np.isnan(log.apply(np.array([-1.0, 0.0]))).all()
+    assert "log10" in log.describe()
