@@ -287,7 +287,8 @@ def _legend(fig: Any, axes: list[Any]) -> None:
     handles: dict[str, Any] = {}
     for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            key = "minimum" if "minimum" in lab and len(axes) > 1 else lab
+            # per-panel minima differ: name the marker without a value
+            key = lab.split(" (")[0] if "minimum" in lab and len(axes) > 1 else lab
             if key not in handles:
                 handles[key] = (h, key)
     if handles:
@@ -548,7 +549,7 @@ def slices_figure(
             ax.set_title(f"{LABELS[var]}, {names[fixed]} = {coord:.3g}", fontsize="medium")
     label = "loss" + (" (log scale)" if log_levels else "")
     _colorbar(fig, fill, grid.ravel().tolist(), label, log_levels)
-    _legend(fig, [grid[0][0]])
+    _legend(fig, grid.ravel().tolist())
     return fig
 
 
