@@ -3,7 +3,10 @@
 The Krylov space grows (no restarts) until the wanted Ritz pairs have residual estimates
 ``|β_m · s_m|`` below ``tol · max(1, |λ|_max)``, where ``|λ|_max`` is the largest Ritz value
 in magnitude; then the residuals ``‖A y − λ y‖`` of the returned pairs are computed
-explicitly with one ``matmat``, and those decide the ``converged`` flags.
+explicitly, and those decide the ``converged`` flags. ``A y`` is assembled from the stored
+products ``A q_j`` of the Lanczos steps (``A y = Σ_j s_j A q_j``, exact by linearity; this
+catches any loss of orthogonality without spending matvecs) when basis and products fit
+in :data:`KEEP_PRODUCTS_MAX` entries, else it costs one ``matmat`` of ``k`` vectors.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from landscape.errors import ConfigError
 from landscape.hessian.lanczos import Lanczos
 from landscape.progress import Progress, tracked
 from landscape.results import Eigenpairs
+
+# Keep the products A q_j (for free explicit residuals) up to this many stored entries.
+KEEP_PRODUCTS_MAX = 1 << 25
 
 
 def default_max_iter(dim: int, k: int) -> int:
@@ -53,7 +59,7 @@ def _extreme_eigenpairs(
             f"max_iter={max_iter} is smaller than the {k} eigenpairs asked for; raise max_iter."
         )
     start_mv = int(op.matvecs)
-    lz = Lanczos(op, steps, seed=seed)
+    lz = Lanczos(op, steps, seed=seed, keep_products=steps * dim <= KEEP_PRODUCTS_MAX)
     min_steps = min(dim, 2 * k + 2)
     label = f"Lanczos ({which} {k})"
     with tracked(progress, label, steps) as task:
@@ -70,8 +76,9 @@ def _extreme_eigenpairs(
     vals, s, _ = lz.ritz(which, k)
     lo, hi = lz.extremes()
     scale = max(1.0, abs(lo), abs(hi))
-    y = lz.ritz_vectors(s)
-    ay = op.matmat(y).to(dtype=y.dtype)
+    y, ay = lz.ritz_vectors(s)
+    if ay is None:
+        ay = op.matmat(y).to(dtype=y.dtype)
     lam = torch.as_tensor(vals, device=y.device, dtype=y.dtype)
     res = torch.linalg.vector_norm(ay - lam[:, None] * y, dim=1)
     residuals = res.double().cpu().numpy()
