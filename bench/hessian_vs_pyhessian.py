@@ -8,7 +8,10 @@ Cases (one JSON object per line):
 * ``top5``: the five largest eigenvalues: PyHessian ``eigenvalues(top_n=5)`` (power
   iteration with deflation, defaults ``maxIter=100, tol=1e-3``) against our
   ``top_eigenpairs(k=5, tol=1e-3)``; both timed from scratch (graph construction
-  included); errors against a tight float64 Lanczos reference (``tol=1e-9``). Two models:
+  included); errors against a tight float64 Lanczos reference (``tol=1e-9``). PyHessian's
+  defaults stop on a relative change of 1e-3, which does not give 1e-3 accuracy, so it is
+  also run with tighter ``tol`` (``maxIter=1000``) until its five values are within 1e-3
+  of the reference: that is the equal-accuracy comparison. Two models:
   the trained digits CNN and a 10-class ReLU MLP at initialization, whose nine top
   eigenvalues come in a tight cluster.
 * ``trace``: PyHessian ``trace()`` (Hutchinson, defaults) against Hutch++ with a matvec
@@ -119,7 +122,14 @@ def _rel_errors(vals: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 
 def case_top5(
-    name: str, model: nn.Module, data: Any, *, tol: float, repeat: int, ref_iter: int
+    name: str,
+    model: nn.Module,
+    data: Any,
+    *,
+    tol: float,
+    repeat: int,
+    ref_iter: int,
+    tight_tols: tuple[float, ...],
 ) -> None:
     x, y = data.x_train, data.y_train
     ref, ref_s = _reference(model, data, 5, ref_iter)
@@ -130,11 +140,11 @@ def case_top5(
         r = top_eigenpairs(op, k=5, tol=tol, seed=0)
         return r, op.matvecs
 
-    def run_pyh() -> tuple[list[float], int]:
+    def run_pyh(**kw: Any) -> tuple[list[float], int]:
         m = copy.deepcopy(model)
         with torch.random.fork_rng(), _CountingHVP() as c:
             torch.manual_seed(0)
-            vals, _ = _pyhessian(m, x, y).eigenvalues(top_n=5)
+            vals, _ = _pyhessian(m, x, y).eigenvalues(top_n=5, **kw)
         return vals, c.calls
 
     t_ours, t_pyh = [], []
@@ -150,6 +160,19 @@ def case_top5(
     e_ours = _rel_errors(ours.values, ref.values)
     e_pyh = _rel_errors(np.asarray(pyh), ref.values)
     gaps = -np.diff(ref.values) / ref.values[0]
+    # PyHessian at the accuracy we reach: tighten its tol until its top-5 are within 1e-3.
+    tried = []
+    for ptol in tight_tols:
+        t = time.perf_counter()
+        vals, calls = run_pyh(tol=ptol, maxIter=1000)
+        sec = time.perf_counter() - t
+        err = float(_rel_errors(np.asarray(vals), ref.values).max())
+        tried.append({"tol": ptol, "seconds": sec, "matvecs": calls, "max_rel_error": err})
+        if err <= 1e-3:
+            break
+    equal = tried[-1] if tried and tried[-1]["max_rel_error"] <= 1e-3 else None
+    # If PyHessian never got within 1e-3, its time to get there exceeds its longest try.
+    at_least = max(r["seconds"] for r in tried) / min(t_ours) if tried else None
     emit(
         {
             "case": "top5",
@@ -183,12 +206,25 @@ def case_top5(
                 "rel_errors": e_pyh,
                 "max_rel_error": float(e_pyh.max()),
             },
+            "pyhessian_to_1e-3": {
+                "reached": equal is not None,
+                "tried": tried,
+                "maxIter": 1000,
+            },
             "repeats": repeat,
             "ratio": s_pyh / s_ours,
             "ratio_median": float(np.median(t_pyh) / np.median(t_ours)),
             "matvec_ratio": pyh_mv / ours_mv,
-            "target": "ours within 1e-3 and ratio >= 3 (min over repeats)",
-            "met": bool(e_ours.max() <= 1e-3 and s_pyh / s_ours >= 3),
+            "ratio_equal_accuracy": (equal["seconds"] / s_ours) if equal else None,
+            "ratio_equal_accuracy_at_least": None if equal else at_least,
+            "matvec_ratio_equal_accuracy": (equal["matvecs"] / ours_mv) if equal else None,
+            "target": "ours within 1e-3 and >= 3x faster than PyHessian (defaults; and"
+            " PyHessian tightened until it is within 1e-3 too)",
+            "met_vs_defaults": bool(e_ours.max() <= 1e-3 and s_pyh / s_ours >= 3),
+            "met_equal_accuracy": bool(
+                e_ours.max() <= 1e-3
+                and ((equal["seconds"] / s_ours) if equal else (at_least or 0.0)) >= 3
+            ),
         }
     )
 
@@ -197,12 +233,14 @@ def bundle_dim(bundle: ModelBundle) -> int:
     return sum(p.numel() for p in bundle.module.parameters() if p.requires_grad)
 
 
-def _pyh_trace(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> dict:
+def _pyh_trace(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, kw: dict[str, Any]
+) -> dict:
     m = copy.deepcopy(model)
     t = time.perf_counter()
     with torch.random.fork_rng(), _CountingHVP() as c:
         torch.manual_seed(seed)
-        samples = np.asarray(_pyhessian(m, x, y).trace())
+        samples = np.asarray(_pyhessian(m, x, y).trace(**kw))
     sec = time.perf_counter() - t
     n = samples.size
     se = float(samples.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
@@ -236,17 +274,23 @@ def _hutchpp_to(bundle: ModelBundle, target: float, seed: int) -> dict:
     }
 
 
-def case_trace(name: str, model: nn.Module, data: Any, *, seeds: int, ref_matvecs: int) -> None:
-    """PyHessian's trace stops at a random probe count (running mean stable to 1e-3), so
+def case_trace(
+    name: str,
+    model: nn.Module,
+    data: Any,
+    *,
+    seeds: int,
+    ref: Any,
+    pyhessian_kwargs: dict[str, Any],
+    label: str,
+) -> None:
+    """PyHessian's trace stops at a random probe count (running mean stable to ``tol``), so
     the comparison is repeated over seeds; each seed's Hutch++ matches that run's stderr."""
     x, y = data.x_train, data.y_train
     bundle = ModelBundle.from_module(model, data)
-    ref = None
-    if ref_matvecs:
-        ref = hutchpp_trace(CurvatureOperator(ParamSpace(bundle)), ref_matvecs, seed=12345)
     runs = []
     for seed in range(seeds):
-        theirs = _pyh_trace(model, x, y, seed)
+        theirs = _pyh_trace(model, x, y, seed, pyhessian_kwargs)
         ours = _hutchpp_to(bundle, theirs["stderr"], seed)
         op = CurvatureOperator(ParamSpace(bundle))
         t = time.perf_counter()
@@ -272,6 +316,8 @@ def case_trace(name: str, model: nn.Module, data: Any, *, seeds: int, ref_matvec
     ratios = [r["ratio"] for r in runs]
     out: dict[str, Any] = {
         "case": "trace",
+        "setting": label,
+        "pyhessian_trace_kwargs": pyhessian_kwargs,
         "model": name,
         "params": bundle_dim(bundle),
         "samples": data.num_train,
@@ -285,7 +331,7 @@ def case_trace(name: str, model: nn.Module, data: Any, *, seeds: int, ref_matvec
     out["ratio_total"] = out["pyhessian_seconds_total"] / out["ours_seconds_total"]
     out["met"] = bool(out["ratio_median"] >= 2)
     if ref is not None:
-        out["reference"] = {"mean": ref.mean, "stderr": ref.stderr, "matvecs": ref_matvecs}
+        out["reference"] = {"mean": ref.mean, "stderr": ref.stderr, "matvecs": 3 * ref.n}
         for who in ("pyhessian", "ours_hutchpp"):
             errs = np.array([r[who]["error"] for r in runs])
             ses = np.array([r[who]["stderr"] for r in runs])
@@ -335,10 +381,31 @@ def main(argv: list[str] | None = None) -> None:
                 tol=args.tol,
                 repeat=1 if quick else 5,
                 ref_iter=120 if quick else 300,
+                tight_tols=(1e-4, 1e-5) if quick else (1e-4, 1e-5, 1e-6),
             )
     if "trace" in cases:
+        bundle = ModelBundle.from_module(cnn, data)
+        ref = None
+        if not quick:  # a tight Hutch++ reference trace (stderr ~0.2% of the trace)
+            ref = hutchpp_trace(CurvatureOperator(ParamSpace(bundle)), 900, seed=12345)
         case_trace(
-            "digits_cnn", cnn, data, seeds=2 if quick else 5, ref_matvecs=0 if quick else 900
+            "digits_cnn",
+            cnn,
+            data,
+            seeds=2 if quick else 5,
+            ref=ref,
+            pyhessian_kwargs={},
+            label="pyhessian defaults (maxIter=100, tol=1e-3)",
+        )
+        probes = 30 if quick else 100
+        case_trace(
+            "digits_cnn",
+            cnn,
+            data,
+            seeds=1 if quick else 3,
+            ref=ref,
+            pyhessian_kwargs={"maxIter": probes, "tol": 1e-12},
+            label=f"pyhessian with a fixed {probes} probes (tighter stderr)",
         )
 
 

@@ -34,6 +34,12 @@ def default_max_iter(dim: int, k: int) -> int:
     return min(dim, max(20 * k, 100))
 
 
+def _scale(lz: Lanczos, vals: np.ndarray, which: str) -> float:
+    """``max(1, |λ|_max)`` from the Ritz values: the wanted end is ``vals[0]``."""
+    other = lz.extreme("bottom" if which == "top" else "top")
+    return max(1.0, abs(float(vals[0])), abs(other))
+
+
 def _extreme_eigenpairs(
     op: Operator,
     k: int,
@@ -68,14 +74,11 @@ def _extreme_eigenpairs(
             task.advance()
             if lz.m < min(min_steps, steps) or lz.m < k:
                 continue
-            _, _, est = lz.ritz(which, k)
-            lo, hi = lz.extremes()
-            scale = max(1.0, abs(lo), abs(hi))
-            if np.all(est <= tol * scale):
+            vals, _, est = lz.ritz(which, k)
+            if np.all(est <= tol * _scale(lz, vals, which)):
                 break
     vals, s, _ = lz.ritz(which, k)
-    lo, hi = lz.extremes()
-    scale = max(1.0, abs(lo), abs(hi))
+    scale = _scale(lz, vals, which)
     y, ay = lz.ritz_vectors(s)
     if ay is None:
         ay = op.matmat(y).to(dtype=y.dtype)

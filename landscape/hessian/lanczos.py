@@ -153,18 +153,16 @@ class Lanczos:
         e = np.asarray(self.beta[: self.m - 1], dtype=np.float64)
         return d, e
 
-    def extremes(self) -> tuple[float, float]:
-        """Smallest and largest Ritz values."""
+    def extreme(self, which: str) -> float:
+        """The largest (``top``) or smallest (``bottom``) Ritz value."""
         d, e = self.tridiagonal()
         if self.m == 1:
-            return float(d[0]), float(d[0])
+            return float(d[0])
+        i = self.m - 1 if which == "top" else 0
         vals = scipy.linalg.eigh_tridiagonal(
-            d, e, eigvals_only=True, select="i", select_range=(0, 0)
+            d, e, eigvals_only=True, select="i", select_range=(i, i)
         )
-        vals2 = scipy.linalg.eigh_tridiagonal(
-            d, e, eigvals_only=True, select="i", select_range=(self.m - 1, self.m - 1)
-        )
-        return float(vals[0]), float(vals2[0])
+        return float(vals[0])
 
     def ritz(self, which: str, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Ritz values, eigenvectors of ``T`` and residual estimates of ``k`` extreme pairs.
