@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
-
 from landscape.cli.app import app
 from landscape.cli.common import (
     BatchSizeOpt,
@@ -33,6 +31,8 @@ from landscape.cli.common import (
     progress_bars,
     run_name,
 )
+from rich.table import Table
+
 from landscape.engine import ParamSpace
 from landscape.io.rundir import RunDir, default_run_dir, versions
 from landscape.metrics import METRICS, MetricsReport, compute_metrics
@@ -76,7 +76,9 @@ def metrics_command(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file (any supported format).")],
     metric: Annotated[
         list[str] | None,
-        typer.Option("--metric", "-m", help=f"Metric to compute (repeatable): {', '.join(METRICS)}."),
+        typer.Option(
+            "--metric", "-m", help=f"Metric to compute (repeatable): {', '.join(METRICS)}."
+        ),
     ] = None,
     radius: Annotated[
         float, typer.Option("--radius", help="ε of eps-sharpness (and ρ of adaptive sharpness).")
@@ -109,16 +111,31 @@ def metrics_command(
     radius = positive("--radius", radius)
     sigma = positive("--sigma", sigma)
     opts = LoadOptions(
-        checkpoint, model, model_kwargs, trust, data, loss, max_samples, batch_size,
-        test_fraction, device, dtype, seed,
+        checkpoint,
+        model,
+        model_kwargs,
+        trust,
+        data,
+        loss,
+        max_samples,
+        batch_size,
+        test_fraction,
+        device,
+        dtype,
+        seed,
     )
     bundle, loaded = load_bundle(opts)
     space = ParamSpace(bundle)
     t0 = time.perf_counter()
     with progress_bars(quiet) as p:
         report = compute_metrics(
-            space, names=names, seed=seed, canonicalize=canonicalize, radius=radius,
-            sigma=sigma, progress=p,
+            space,
+            names=names,
+            seed=seed,
+            canonicalize=canonicalize,
+            radius=radius,
+            sigma=sigma,
+            progress=p,
         )
     elapsed = time.perf_counter() - t0
     path = Path(out) if out is not None else default_run_dir(f"{run_name(checkpoint)}-metrics")

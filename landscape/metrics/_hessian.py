@@ -47,7 +47,7 @@ except ImportError:  # pragma: no cover
         """Top-``k`` eigenpairs (stand-in: dense for small operators, else ARPACK)."""
         n = op.dim
         k = min(k, n)
-        if n <= 600:
+        if n <= 200:
             eye = torch.eye(n, dtype=op.dtype, device=op.device)
             a = op.matmat(eye).to(torch.float64).cpu().numpy()
             a = 0.5 * (a + a.T)

@@ -136,9 +136,7 @@ def _as_space(obj: ParamSpace | ModelBundle) -> ParamSpace:
         return obj
     if isinstance(obj, ModelBundle):
         return ParamSpace(obj)
-    raise ConfigError(
-        f"canonicalize needs a ParamSpace or ModelBundle, got {type(obj).__name__}."
-    )
+    raise ConfigError(f"canonicalize needs a ParamSpace or ModelBundle, got {type(obj).__name__}.")
 
 
 def analyse(space: ParamSpace | ModelBundle) -> tuple[list[_Link] | None, list[str], str]:
@@ -163,9 +161,10 @@ def analyse(space: ParamSpace | ModelBundle) -> tuple[list[_Link] | None, list[s
     if sp.scripted:
         return None, [], "TorchScript models cannot be inspected"
     if not _plain_sequential(module):
-        return None, [], (
-            f"{type(module).__name__} is not a plain nn.Sequential (residual or custom"
-            " forward)"
+        return (
+            None,
+            [],
+            (f"{type(module).__name__} is not a plain nn.Sequential (residual or custom forward)"),
         )
     seq = _flatten(module)
     if seq is None:
@@ -195,9 +194,13 @@ def analyse(space: ParamSpace | ModelBundle) -> tuple[list[_Link] | None, list[s
             flattened = False
             for name, m in seq[a + 1 : b]:
                 if not isinstance(m, HOMOGENEOUS):
-                    return None, [], (
-                        f"{type(m).__name__} ({name}) between {src_name} and {dst_name} is"
-                        " not positively homogeneous"
+                    return (
+                        None,
+                        [],
+                        (
+                            f"{type(m).__name__} ({name}) between {src_name} and {dst_name} is"
+                            " not positively homogeneous"
+                        ),
                     )
                 if isinstance(m, nn.Flatten):
                     if m.start_dim != 1 or m.end_dim != -1:

@@ -168,8 +168,17 @@ def pac_bayes_sigma(
         if sigma not in cache:
             d = torch.tensor(
                 perturbed_increase(
-                    space, th, noise_scale(space, th, "none"), sigma, num_samples, seed,
-                    split, None, "pac-bayes", q, base,
+                    space,
+                    th,
+                    noise_scale(space, th, "none"),
+                    sigma,
+                    num_samples,
+                    seed,
+                    split,
+                    None,
+                    "pac-bayes",
+                    q,
+                    base,
                 ),
                 dtype=torch.float64,
             )

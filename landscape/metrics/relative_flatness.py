@@ -162,7 +162,9 @@ def relative_flatness(
     if exact is None:
         exact = cost <= EXACT_MAX_MATVECS
     if not exact:
-        return hutchpp_trace(LayerGramOperator(op, info, w), num_matvecs, seed=seed, progress=progress)
+        return hutchpp_trace(
+            LayerGramOperator(op, info, w), num_matvecs, seed=seed, progress=progress
+        )
     wd = w.to(device=op.device, dtype=op.dtype)
     batch = 32
     total = torch.zeros((), dtype=torch.float64)

@@ -324,7 +324,11 @@ def compute_metrics(
                 if pairs is None:
                     k = min(opts["top_k"], space.dim)
                     pairs = top_eigenpairs(
-                        hessian(), k, max_iter=opts["max_iter"], tol=opts["tol"], seed=seed,
+                        hessian(),
+                        k,
+                        max_iter=opts["max_iter"],
+                        tol=opts["tol"],
+                        seed=seed,
                         progress=progress,
                     )
                     details["top_eigenvalues"] = [_json_float(v) for v in pairs.values]
@@ -353,23 +357,39 @@ def compute_metrics(
                 )
             elif name == "eps_sharpness":
                 r = eps_sharpness(
-                    space, th, radius=radius, restarts=opts["restarts"], steps=opts["steps"],
-                    seed=seed, progress=progress,
+                    space,
+                    th,
+                    radius=radius,
+                    restarts=opts["restarts"],
+                    steps=opts["steps"],
+                    seed=seed,
+                    progress=progress,
                 )
                 values["eps_sharpness"] = r.value
                 details["eps_sharpness"] = r.to_dict()
             elif name == "adaptive_sharpness":
                 rho = opts["adaptive_radius"] or radius
                 r = adaptive_sharpness(
-                    space, th, radius=rho, eta=opts["adaptive_eta"], restarts=opts["restarts"],
-                    steps=opts["steps"], seed=seed, progress=progress,
+                    space,
+                    th,
+                    radius=rho,
+                    eta=opts["adaptive_eta"],
+                    restarts=opts["restarts"],
+                    steps=opts["steps"],
+                    seed=seed,
+                    progress=progress,
                 )
                 values["adaptive_sharpness"] = r.value
                 details["adaptive_sharpness"] = r.to_dict()
             elif name == "average_sharpness":
                 values["average_sharpness"] = average_sharpness(
-                    space, th, sigma=sigma, num_samples=opts["average_samples"],
-                    scale=opts["average_scale"], seed=seed, progress=progress,
+                    space,
+                    th,
+                    sigma=sigma,
+                    num_samples=opts["average_samples"],
+                    scale=opts["average_scale"],
+                    seed=seed,
+                    progress=progress,
                 )
             elif name == "pac_bayes_sigma":
                 if opts["pac_quantity"] == "error" and not space.bundle.loss.classification:
@@ -378,8 +398,13 @@ def compute_metrics(
                             "pac_quantity='error' needs a classification loss; use 'loss'."
                         )
                 pb = pac_bayes_sigma(
-                    space, th, threshold=opts["pac_threshold"], quantity=opts["pac_quantity"],
-                    num_samples=opts["pac_samples"], seed=seed, progress=progress,
+                    space,
+                    th,
+                    threshold=opts["pac_threshold"],
+                    quantity=opts["pac_quantity"],
+                    num_samples=opts["pac_samples"],
+                    seed=seed,
+                    progress=progress,
                 )
                 values["pac_bayes_sigma"] = Estimate(
                     pb.sigma, pb.sigma_stderr, pb.num_samples, f"bisection/{pb.quantity}"
@@ -400,8 +425,14 @@ def compute_metrics(
                     values["fisher_rao_norm"] = fisher_rao_norm(space, th, fisher=opts["fisher"])
             elif name == "relative_flatness":
                 values["relative_flatness"] = relative_flatness(
-                    space, th, layer=opts["layer"], op=hessian(), exact=opts["relative_exact"],
-                    num_matvecs=opts["relative_matvecs"], seed=seed, progress=progress,
+                    space,
+                    th,
+                    layer=opts["layer"],
+                    op=hessian(),
+                    exact=opts["relative_exact"],
+                    num_matvecs=opts["relative_matvecs"],
+                    seed=seed,
+                    progress=progress,
                 )
             timing[name] = time.perf_counter() - t0
             task.advance()

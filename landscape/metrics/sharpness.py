@@ -78,7 +78,9 @@ class SharpnessResult:
         }
 
 
-def _value_and_grad(space: ParamSpace, theta: torch.Tensor, split: str) -> tuple[float, torch.Tensor]:
+def _value_and_grad(
+    space: ParamSpace, theta: torch.Tensor, split: str
+) -> tuple[float, torch.Tensor]:
     return space.value_and_grad(theta, split)
 
 
