@@ -11,8 +11,9 @@
   is 1 (isotropic), ``|θ|`` (elementwise) or the filter norm per filter; near a minimum
   ``≈ σ² tr(diag(c) H diag(c)) / 2``. Monte Carlo with antithetic pairs.
 
-The ascent maximises the lower bound it finds: a reported value is a loss increase that
-is actually attained inside the ball, so it never overstates the true maximum.
+The ascent only takes improving steps: a reported value is a loss increase that is
+actually attained inside the ball (δ = 0 included, so it is ≥ 0), and it never overstates
+the true maximum.
 """
 
 from __future__ import annotations
