@@ -21,6 +21,7 @@ themselves; not by neuron-wise rescalings of the features, except at a canonical
 from __future__ import annotations
 
 import torch
+from torch.func import functional_call
 
 from landscape.engine import CurvatureOperator, Operator, ParamInfo, ParamSpace
 from landscape.errors import ConfigError
@@ -70,39 +71,129 @@ def feature_layer(space: ParamSpace, layer: str | None = None) -> ParamInfo:
     )
 
 
-class LayerGramOperator:
-    """``B(Z) = Wᵀ H_W (W Z)`` on ``Z ∈ R^{m×m}``: its trace is the relative flatness.
+class RestrictedOperator:
+    """The block of a full-θ operator on one parameter tensor: ``P A Pᵀ``.
 
     Args:
-        op: the Hessian of the whole parameter vector.
-        info: the layer's parameter.
-        weight: the layer's weight matrix ``W`` (``d×m``) at the point.
+        op: an operator on all of θ.
+        info: the parameter tensor the block belongs to.
     """
 
-    def __init__(self, op: Operator, info: ParamInfo, weight: torch.Tensor) -> None:
+    def __init__(self, op: Operator, info: ParamInfo) -> None:
         self.op = op
         self.info = info
-        self.w = weight.to(device=op.device, dtype=op.dtype)
-        self.m = int(weight.shape[1])
-        self.dim = self.m * self.m
+        self.dim = info.numel
         self.device = op.device
         self.dtype = op.dtype
         self.matvecs = 0
 
-    def _embed(self, blocks: torch.Tensor) -> torch.Tensor:
-        full = torch.zeros(blocks.shape[0], self.op.dim, device=self.device, dtype=self.dtype)
-        full[:, self.info.slice] = blocks.reshape(blocks.shape[0], -1)
-        return full
+    def matmat(self, vs: torch.Tensor) -> torch.Tensor:
+        """Apply the block to each row of ``vs`` (shape ``(k, numel)``)."""
+        vs = vs.to(device=self.device, dtype=self.dtype).reshape(-1, self.dim)
+        self.matvecs += vs.shape[0]
+        full = torch.zeros(vs.shape[0], self.op.dim, device=self.device, dtype=self.dtype)
+        full[:, self.info.slice] = vs
+        return self.op.matmat(full)[:, self.info.slice]
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """Apply the block to one vector."""
+        return self.matmat(v.reshape(1, -1))[0]
+
+
+class LayerHessian:
+    """The Hessian block of one parameter tensor, with gradients taken through it only.
+
+    The rest of θ is held constant, so autograd records only the operations downstream
+    of the layer and each product costs about one backward pass through the layers after
+    it (for the last Linear: the head only). Per-chunk gradient graphs are kept when the
+    data has at most 8 chunks.
+
+    Args:
+        space: the model, data and loss (not TorchScript).
+        theta: the point.
+        info: the parameter tensor.
+        split: data split.
+    """
+
+    def __init__(
+        self, space: ParamSpace, theta: torch.Tensor, info: ParamInfo, split: str = "train"
+    ) -> None:
+        self.space = space
+        self.theta = theta.detach()
+        self.info = info
+        self.split = split
+        self.dim = info.numel
+        self.device = space.device
+        self.dtype = space.dtype
+        self.n = space.num_samples(split)
+        self.matvecs = 0
+        self._graphs: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def _graph(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w = self.theta[self.info.slice].clone().requires_grad_(True)
+        params = self.space.unflatten(self.theta)  # constants: no graph upstream of W
+        params[self.info.name] = w.view(self.info.shape)
+        params.update(self.space.buffers)
+        with torch.enable_grad():
+            out = functional_call(self.space.bundle.module, params, (x,), strict=False)
+            loss = self.space.bundle.loss.chunk_sum(out, y)
+            (g,) = torch.autograd.grad(loss, w, create_graph=True)
+        return g, w
+
+    def _graphs_iter(self):  # noqa: ANN202
+        if self._graphs is not None:
+            yield from self._graphs
+            return
+        keep = -(-self.n // self.space.bundle.data.batch_size) <= 8
+        graphs = []
+        for x, y in self.space.chunks(self.split):
+            gw = self._graph(x, y)
+            if keep:
+                graphs.append(gw)
+            yield gw
+        if keep:
+            self._graphs = graphs
+
+    def matmat(self, vs: torch.Tensor) -> torch.Tensor:
+        """Apply the block Hessian to each row of ``vs`` (shape ``(k, numel)``)."""
+        vs = vs.to(device=self.device, dtype=self.dtype).reshape(-1, self.dim)
+        self.matvecs += vs.shape[0]
+        out = torch.zeros_like(vs)
+        for g, w in self._graphs_iter():
+            for i in range(vs.shape[0]):
+                (hv,) = torch.autograd.grad(g, w, grad_outputs=vs[i], retain_graph=True)
+                out[i] += hv.detach()
+        return out / self.n
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """Apply the block Hessian to one vector."""
+        return self.matmat(v.reshape(1, -1))[0]
+
+
+class LayerGramOperator:
+    """``B(Z) = Wᵀ H_W (W Z)`` on ``Z ∈ R^{m×m}``: its trace is the relative flatness.
+
+    Args:
+        block: the Hessian block ``H_W`` of the layer (an operator on ``R^{d·m}``).
+        weight: the layer's weight matrix ``W`` (``d×m``) at the point.
+    """
+
+    def __init__(self, block: Operator, weight: torch.Tensor) -> None:
+        self.block = block
+        self.w = weight.to(device=block.device, dtype=block.dtype)
+        self.m = int(weight.shape[1])
+        self.dim = self.m * self.m
+        self.device = block.device
+        self.dtype = block.dtype
+        self.matvecs = 0
 
     def matmat(self, zs: torch.Tensor) -> torch.Tensor:
         """Apply ``B`` to each row of ``zs`` (shape ``(k, m²)``)."""
-        zs = zs.to(device=self.device, dtype=self.dtype)
-        if zs.dim() == 1:
-            return self.matvec(zs)
+        zs = zs.to(device=self.device, dtype=self.dtype).reshape(-1, self.dim)
         k = zs.shape[0]
         self.matvecs += k
         u = self.w @ zs.view(k, self.m, self.m)  # (k, d, m)
-        hv = self.op.matmat(self._embed(u))[:, self.info.slice].reshape(k, -1, self.m)
+        hv = self.block.matmat(u.reshape(k, -1)).reshape(k, -1, self.m)
         return (self.w.T @ hv).reshape(k, -1)
 
     def matvec(self, z: torch.Tensor) -> torch.Tensor:
@@ -132,7 +223,8 @@ def relative_flatness(
         space: the model, data and loss.
         theta: the point (default the model's parameters).
         layer: parameter or module name of a 2-D weight (default the last Linear's).
-        op: the Hessian operator at θ (default ``CurvatureOperator(space, theta)``).
+        op: a Hessian operator on all of θ to restrict to the layer (default: products
+            through the layer only, see :class:`LayerHessian`).
         exact: exact (``min(d,m)·m`` products) or Hutch++; default exact when that
             needs at most 512 products.
         num_matvecs: Hutch++ budget when not exact.
@@ -153,40 +245,39 @@ def relative_flatness(
     th = point(space, theta)
     info = feature_layer(space, layer)
     positive_int("num_matvecs", num_matvecs, 3)
-    op = CurvatureOperator(space, th) if op is None else op
-    if op.dim != space.dim:
-        raise ConfigError(f"op acts on {op.dim} coordinates but θ has {space.dim}.")
+    if op is not None:
+        if op.dim != space.dim:
+            raise ConfigError(f"op acts on {op.dim} coordinates but θ has {space.dim}.")
+        block: Operator = RestrictedOperator(op, info)
+    elif space.scripted:
+        block = RestrictedOperator(CurvatureOperator(space, th), info)
+    else:
+        block = LayerHessian(space, th, info)
     w = th[info.slice].view(info.shape)
     d, m = info.shape
     cost = min(d, m) * m
     if exact is None:
         exact = cost <= EXACT_MAX_MATVECS
+    gram = LayerGramOperator(block, w)
     if not exact:
-        return hutchpp_trace(
-            LayerGramOperator(op, info, w), num_matvecs, seed=seed, progress=progress
-        )
-    wd = w.to(device=op.device, dtype=op.dtype)
+        return hutchpp_trace(gram, num_matvecs, seed=seed, progress=progress)
+    wd = w.to(device=block.device, dtype=block.dtype)
     batch = 32
     total = torch.zeros((), dtype=torch.float64)
     with tracked(progress, "relative flatness", cost) as task:
         if m <= d:
-            gram = LayerGramOperator(op, info, w)
-            eye = torch.eye(m * m, device=op.device, dtype=op.dtype)
+            eye = torch.eye(m * m, device=block.device, dtype=block.dtype)
             for i in range(0, m * m, batch):
                 rows = eye[i : i + batch]
                 total += (rows * gram.matmat(rows)).sum().to(torch.float64).cpu()
                 task.advance(rows.shape[0])
         else:
-            g = wd @ wd.T  # (d, d)
-            full_eye = torch.eye(d * m, device=op.device, dtype=op.dtype)
+            eye = torch.eye(d * m, device=block.device, dtype=block.dtype)
             cols = []
             for i in range(0, d * m, batch):
-                rows = full_eye[i : i + batch]
-                emb = torch.zeros(rows.shape[0], op.dim, device=op.device, dtype=op.dtype)
-                emb[:, info.slice] = rows
-                cols.append(op.matmat(emb)[:, info.slice])
-                task.advance(rows.shape[0])
+                cols.append(block.matmat(eye[i : i + batch]))
+                task.advance(min(batch, d * m - i))
             h = torch.cat(cols).reshape(d, m, d, m)
             t = torch.einsum("sjtj->st", h)
-            total += (g * t).sum().to(torch.float64).cpu()
+            total += ((wd @ wd.T) * t).sum().to(torch.float64).cpu()
     return Estimate(float(total), 0.0, cost, "exact")
