@@ -35,7 +35,6 @@ from landscape.metrics._util import (
     check_split,
     error_at,
     loss_at,
-    noise_scale,
     point,
     positive,
     positive_int,
@@ -170,16 +169,15 @@ def pac_bayes_sigma(
                 perturbed_increase(
                     space,
                     th,
-                    noise_scale(space, th, "none"),
+                    None,
                     sigma,
                     num_samples,
                     seed,
                     split,
-                    None,
-                    "pac-bayes",
-                    q,
-                    base,
-                ),
+                    description="pac-bayes",
+                    quantity=q,
+                    base=base,
+                ),  # fmt: skip
                 dtype=torch.float64,
             )
             cache[sigma] = (float(d.mean()), float(d.std() / math.sqrt(d.numel())))

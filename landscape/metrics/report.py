@@ -47,8 +47,6 @@ METRICS = (
 )
 """Names accepted by ``compute_metrics(names=...)`` (and ``--metric``)."""
 
-RESERVED = ("canonicalized", "invariant", "warnings", "settings", "details", "timing")
-
 DEFAULT_OPTIONS: dict[str, Any] = {
     "top_k": 10,
     "tol": 1e-6,
