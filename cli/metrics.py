@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
+
 from landscape.cli.app import app
 from landscape.cli.common import (
     BatchSizeOpt,
@@ -31,8 +33,6 @@ from landscape.cli.common import (
     progress_bars,
     run_name,
 )
-from rich.table import Table
-
 from landscape.engine import ParamSpace
 from landscape.io.rundir import RunDir, default_run_dir, versions
 from landscape.metrics import METRICS, MetricsReport, compute_metrics

@@ -8,7 +8,6 @@ expected for every seed; ε-sharpness does not, because small-batch SGD stops on
 from __future__ import annotations
 
 import pytest
-import torch
 
 from landscape.errors import ConfigError
 from landscape.experiments.sharp_vs_flat import load_config, run_sharp_vs_flat
@@ -18,14 +17,9 @@ SEEDS = (0, 1, 2)
 
 @pytest.fixture(scope="module")
 def results():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        cfg = load_config("sharp_vs_flat")
-        cfg["metrics"]["names"] = ["loss", "lambda_max", "eps_sharpness"]
-        return run_sharp_vs_flat(cfg, seeds=SEEDS)
-    finally:
-        torch.set_num_threads(n)
+    cfg = load_config("sharp_vs_flat")
+    cfg["metrics"]["names"] = ["loss", "lambda_max", "eps_sharpness"]
+    return run_sharp_vs_flat(cfg, seeds=SEEDS)
 
 
 @pytest.mark.slow

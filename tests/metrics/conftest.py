@@ -100,12 +100,3 @@ def hessian_of():
 def rescale():
     """Factory fixture: :func:`rescaled`."""
     return rescaled
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """These models are tiny: one thread avoids thread contention on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from landscape.cli.app import app
 from typer.testing import CliRunner
 
+from landscape.cli.app import app
 from landscape.experiments.models import mlp
 from landscape.io.bundle import save
 from landscape.io.rundir import RunDir
