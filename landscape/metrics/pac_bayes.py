@@ -5,8 +5,9 @@ Find the largest noise level σ' such that the expected increase of the training
 
     σ' = max { σ : E_{u~N(0,σ²I)}[q(θ+u)] − q(θ) ≤ threshold },
 
-by bracketing and bisection on ``log σ`` with common random numbers (the same noise
-directions ``z_i`` for every σ, so the estimated deviation is a smooth function of σ).
+by bracketing and then safeguarded interpolation of ``log Δ`` against ``log σ`` (exact for
+a quadratic, where ``Δ ∝ σ²``) with common random numbers (the same noise directions
+``z_i`` for every σ, so the estimated deviation is a smooth function of σ).
 Then report the PAC-Bayes term of Jiang et al. (their "pacbayes.orig", with the prior
 centred at the origin):
 
@@ -100,6 +101,25 @@ def pac_bayes_bound(theta_norm: float, sigma: float, m: int) -> float:
     return theta_norm**2 / (4 * sigma**2) + math.log(m / sigma) + JIANG_CONSTANT
 
 
+def _next_sigma(
+    lo: float, hi: float, d_lo: float, d_hi: float, threshold: float, rel_tol: float, bisect: bool
+) -> float:
+    """Next σ inside ``(lo, hi)``: interpolate ``log Δ`` linearly in ``log σ``.
+
+    Near a minimum ``Δ ∝ σ²``, so the interpolation is exact for a quadratic. The point is
+    kept at least ``rel_tol/2`` (relative) from both ends, and after two steps that moved
+    the same end a plain bisection in ``log σ`` is taken instead.
+    """
+    a, b = math.log(lo), math.log(hi)
+    if bisect or d_lo <= 0 or d_hi <= d_lo:
+        t = 0.5
+    else:
+        t = (math.log(threshold) - math.log(d_lo)) / (math.log(d_hi) - math.log(d_lo))
+    margin = math.log1p(rel_tol / 2)
+    x = min(max(a + t * (b - a), a + margin), b - margin)
+    return math.exp(x)
+
+
 def pac_bayes_sigma(
     space: ParamSpace,
     theta: torch.Tensor | None = None,
@@ -117,7 +137,8 @@ def pac_bayes_sigma(
     """Largest Gaussian noise level with bounded expected deviation, and the PAC-Bayes term.
 
     Formula: ``σ' = max{σ : E_{u~N(0,σ²I)}[q(θ+u)] − q(θ) ≤ threshold}`` (bisection on
-    ``log σ``, antithetic Monte Carlo with common random numbers) and
+    ``log σ``, safeguarded log-log interpolation, antithetic Monte Carlo with common random
+    numbers) and
     ``B = ‖θ‖²/(4σ'²) + log(m/σ') + 10``. On a quadratic ``σ' = sqrt(2·threshold/tr H)``.
     Reference: Jiang et al. 2019, "Fantastic generalization measures and where to find
     them" (pacbayes.orig / pacbayes.flatness), after Neyshabur et al. 2017 and Dziugaite &
@@ -187,20 +208,22 @@ def pac_bayes_sigma(
     with tracked(progress, "pac-bayes σ", max_evaluations) as task:
         lo, hi = 0.0, math.inf
         s = sigma_init
+        kept = ""  # which end the last step kept (for the Illinois-style safeguard)
         while len(cache) < max_evaluations:
             if deviation(s)[0] <= threshold:
-                lo = s
+                lo, side = s, "hi"
                 if math.isinf(hi):
                     s *= 4.0
                     continue
             else:
-                hi = s
+                hi, side = s, "lo"
                 if lo == 0.0:
                     s /= 4.0
                     continue
             if hi / lo - 1.0 <= rel_tol:
                 break
-            s = math.sqrt(lo * hi)
+            s = _next_sigma(lo, hi, cache[lo][0], cache[hi][0], threshold, rel_tol, kept == side)
+            kept = side
     if lo == 0.0:
         sigma, (dev, dev_se) = 0.0, deviation(min(cache))
     else:
