@@ -426,7 +426,6 @@ def compute_metrics(
                     space,
                     th,
                     layer=opts["layer"],
-                    op=hessian(),
                     exact=opts["relative_exact"],
                     num_matvecs=opts["relative_matvecs"],
                     seed=seed,
