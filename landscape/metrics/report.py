@@ -256,13 +256,10 @@ def compute_metrics(
             th_c, info = canonicalize_theta(space, th0)
             details["canonicalization"] = info.to_dict()
             if info.function_error > function_tolerance(space.dtype):
-                msg = (
-                    f"canonicalization changed the outputs by {info.function_error:.2e}"
-                    " (relative); computed at the original parameters."
-                )
+                change = f"canonicalization changed the outputs by {info.function_error:.2e}"
                 if canonicalize:
-                    raise ConfigError(msg.replace("computed at", "use --no-canonicalize; got"))
-                warnings.append(msg)
+                    raise ConfigError(f"{change} (relative); use --no-canonicalize.")
+                warnings.append(f"{change} (relative); computed at the original parameters.")
             else:
                 th, applied = th_c, True
                 if info.dead_units:

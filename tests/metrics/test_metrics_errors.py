@@ -125,3 +125,14 @@ def test_report_dict_is_the_summary_section(relu) -> None:
     assert isinstance(d["loss"], float) and d["canonicalized"] is True
     assert d["invariant"] == {"loss": True, "accuracy": True, "trace": True}
     assert d["settings"]["radius"] == 0.05 and d["settings"]["sigma"] == 0.01
+
+
+def test_dead_units_are_reported(data) -> None:
+    torch.manual_seed(0)
+    model = mlp(64, 8, 10)
+    with torch.no_grad():
+        model[3].weight[:, 2] = 0.0  # unit 2 feeds nothing: its scale is not identifiable
+    space = ParamSpace(ModelBundle.from_module(model, data))
+    r = compute_metrics(space, names=["loss"])
+    assert r.canonicalized and any("1 dead hidden unit" in w for w in r.warnings)
+    assert r.details["canonicalization"]["dead_units"] == 1
