@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
 from landscape.cli.app import app
 from landscape.cli.common import (
     BatchSizeOpt,
@@ -31,7 +32,6 @@ from landscape.cli.common import (
     progress_bars,
     run_name,
 )
-
 from landscape.errors import ConfigError
 
 KINDS = ("filter", "layer", "none", "pca", "interpolate", "plane", "eigen")

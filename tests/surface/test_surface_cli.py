@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from landscape.cli.app import app
 from typer.testing import CliRunner
 
+from landscape.cli.app import app
 from landscape.engine import ParamSpace
 from landscape.experiments.models import mlp
 from landscape.io import ModelBundle, load_data, save
