@@ -25,7 +25,7 @@ from torch.func import functional_call
 
 from landscape.engine import CurvatureOperator, Operator, ParamInfo, ParamSpace
 from landscape.errors import ConfigError
-from landscape.metrics._hessian import hutchpp_trace
+from landscape.hessian import hutchpp_trace
 from landscape.metrics._util import point, positive_int
 from landscape.progress import Progress, tracked
 from landscape.results import Estimate

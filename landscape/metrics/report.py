@@ -18,7 +18,7 @@ import torch
 
 from landscape.engine import CurvatureOperator, ParamSpace
 from landscape.errors import ConfigError
-from landscape.metrics._hessian import exact_spectrum, top_eigenpairs
+from landscape.hessian import exact_spectrum, top_eigenpairs
 from landscape.metrics._util import SCALES, point, positive, positive_int
 from landscape.metrics.canonicalize import analyse, function_tolerance
 from landscape.metrics.canonicalize import canonicalize as canonicalize_theta

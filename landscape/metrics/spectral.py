@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from landscape.engine import CurvatureOperator, Operator, ParamSpace
-from landscape.metrics._hessian import frobenius_norm, hutchpp_trace, top_eigenpairs
+from landscape.hessian import frobenius_norm, hutchpp_trace, top_eigenpairs
 from landscape.metrics._util import positive_int
 from landscape.progress import Progress
 from landscape.results import Estimate
