@@ -31,6 +31,7 @@ from landscape.compare.table import (
     format_value,
     metric_label,
     run_metrics,
+    short_label,
 )
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "metric_label",
     "rank_correlation",
     "run_metrics",
+    "short_label",
     "spearman_rho",
     "table_csv",
     "write_comparison",

@@ -58,13 +58,15 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the arrays are left out)."""
+        table = self.table.to_dict()
+        table.pop("runs")  # the names are in the run records below
         return {
             "format_version": FORMAT_VERSION,
             "kind": "comparison",
             "versions": versions(),
             "runs": self.run_info(),
             "check": self.check.to_dict(),
-            **self.table.to_dict(),
+            **table,
         }
 
 
@@ -138,7 +140,7 @@ def correlations_csv(table: ComparisonTable) -> str:
     buf = io.StringIO()
     fields = ["metric", "against", "n", "kendall_tau", "kendall_ci_low", "kendall_ci_high",
               "kendall_p", "spearman_rho", "spearman_ci_low", "spearman_ci_high", "spearman_p",
-              "expected_sign", "p_method", "note"]  # fmt: skip
+              "ci_reliable", "expected_sign", "p_method", "note"]  # fmt: skip
     w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     for c in table.correlations:
@@ -157,6 +159,7 @@ def correlations_csv(table: ComparisonTable) -> str:
                     "spearman_ci_low": c.spearman_ci[0],
                     "spearman_ci_high": c.spearman_ci[1],
                     "spearman_p": c.spearman_p,
+                    "ci_reliable": c.ci_reliable,
                     "expected_sign": c.expected_sign,
                     "p_method": c.p_method,
                     "note": c.note,

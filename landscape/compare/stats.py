@@ -22,6 +22,11 @@ from landscape.results import _json_float
 #: Up to this many runs the permutation test enumerates every ordering.
 EXACT_PERMUTATION_MAX = 8
 
+#: Below this many runs a bootstrap over runs cannot show the sampling spread of a rank
+#: correlation (resamples of a handful of runs mostly repeat the same ordering, so a
+#: perfect ordering gives the degenerate interval [1, 1]); the interval is then flagged.
+BOOTSTRAP_MIN_RUNS = 8
+
 
 def _rankdata(a: np.ndarray) -> np.ndarray:
     """Average ranks along the last axis (ties share the mean rank)."""
@@ -83,6 +88,9 @@ class RankCorrelation:
         ci_level: coverage of the intervals.
         n_boot: bootstrap replicates drawn.
         n_boot_valid: replicates where the correlation was defined.
+        ci_reliable: whether there are enough runs (≥ 8) and defined replicates (≥ 90 %)
+            for the bootstrap interval to mean something; when false, the interval is
+            reported but should not be read as the uncertainty (use the p-value).
         p_method: ``exact permutation`` or ``Monte Carlo permutation``.
         min_p: the smallest two-sided p-value any ordering of ``n`` runs can reach.
         seed: seed of the bootstrap and the permutation test.
@@ -102,6 +110,7 @@ class RankCorrelation:
     ci_level: float
     n_boot: int
     n_boot_valid: int
+    ci_reliable: bool
     p_method: str
     min_p: float
     seed: int
@@ -130,6 +139,7 @@ class RankCorrelation:
             "ci_level": self.ci_level,
             "n_boot": self.n_boot,
             "n_boot_valid": self.n_boot_valid,
+            "ci_reliable": self.ci_reliable,
             "p_method": self.p_method,
             "min_p": _json_float(self.min_p),
             "seed": self.seed,
@@ -222,7 +232,7 @@ def rank_correlation(
     if n < 3:
         return RankCorrelation(
             metric, against, n, math.nan, nan2, math.nan, math.nan, nan2, math.nan,
-            expected_sign, ci_level, 0, 0, "none", math.nan, seed,
+            expected_sign, ci_level, 0, 0, False, "none", math.nan, seed,
             f"{n} run(s) with a gap: a rank correlation needs at least 3",
         )  # fmt: skip
     tau = float(kendall_tau_b(xa, ya))
@@ -249,20 +259,26 @@ def rank_correlation(
     alpha = 1 - ci_level
     tau_ci = _percentile_ci(tau_b, ci_level)
     rho_ci = _percentile_ci(rho_b, ci_level)
+    reliable = n >= BOOTSTRAP_MIN_RUNS and valid >= 0.9 * n_boot
     parts = [f"{n} runs"]
     if min_p >= alpha:
         parts.append(
             f"even a perfect ordering of {n} runs has p = {min_p:.2g} ≥ {alpha:.2g}, so no"
-            " correlation can be significant; the interval is wide"
+            " correlation can be significant"
         )
-    elif n < 10:
-        parts.append("few runs: the bootstrap interval is wide and only indicative")
+    if not reliable:
+        parts.append(
+            f"too few runs for a bootstrap interval (needs ≥ {BOOTSTRAP_MIN_RUNS}): the true"
+            " uncertainty is wide, read the permutation p-value instead"
+        )
+    elif n < 15:
+        parts.append("few runs: the bootstrap interval is rough")
     if math.isfinite(p_tau) and min_p < alpha:
         if p_tau < alpha and p_rho < alpha:
             parts.append(f"significant at {alpha:.2g} (permutation test)")
         else:
             parts.append(f"not significant at {alpha:.2g} (permutation test)")
-    if math.isfinite(tau_ci[0]) and tau_ci[0] <= 0 <= tau_ci[1]:
+    if reliable and math.isfinite(tau_ci[0]) and tau_ci[0] <= 0 <= tau_ci[1]:
         parts.append("the τ interval includes 0")
     return RankCorrelation(
         metric=metric,
@@ -278,6 +294,7 @@ def rank_correlation(
         ci_level=ci_level,
         n_boot=n_boot,
         n_boot_valid=valid,
+        ci_reliable=reliable,
         p_method=method,
         min_p=min_p,
         seed=seed,

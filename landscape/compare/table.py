@@ -56,6 +56,32 @@ _LABELS = {
 }
 
 
+_SHORT = {
+    "loss": "train loss",
+    "accuracy": "train acc",
+    "test_loss": "test loss",
+    "test_accuracy": "test acc",
+    "generalization_gap": "gap (loss)",
+    "accuracy_gap": "gap (acc)",
+    "lambda_max": "λmax",
+    "lambda_min": "λmin",
+    "trace": "trace",
+    "frobenius": "Frobenius",
+}
+
+
+def short_label(key: str) -> str:
+    """A compact label for narrow tables (``generalization_gap`` → ``gap (loss)``).
+
+    Example:
+        >>> short_label("lambda_max"), short_label("metrics.eps_sharpness")
+        ('λmax', 'ε-sharpness')
+    """
+    if key in _SHORT:
+        return _SHORT[key]
+    return metric_label(key).split(" (")[0]
+
+
 def metric_label(key: str) -> str:
     """A readable label for a metric key (``metrics.eps_sharpness`` → ``eps sharpness``).
 

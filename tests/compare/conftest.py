@@ -151,7 +151,27 @@ def fake_runs(tmp_path: Path) -> list[Path]:
     return [make_run(tmp_path / n, lam=lam, gap=gap) for n, lam, gap in specs]
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session")
 def make_run_fn():
     """The fake-run writer, for tests that need variations."""
     return make_run
+
+
+@pytest.fixture(scope="session")
+def fake_runs_shared(tmp_path_factory) -> list[Path]:
+    """Like ``fake_runs`` (with metrics sections), shared by read-only tests of a session."""
+    root = tmp_path_factory.mktemp("shared_runs")
+    specs = [("sgd_b16", 2.0, 0.10), ("sgd_b64", 5.0, 0.20), ("sgd_b256", 9.0, 0.35),
+             ("adam_b64", 14.0, 0.50)]  # fmt: skip
+    return [
+        make_run(
+            root / n,
+            lam=lam,
+            gap=gap,
+            metrics={
+                "eps_sharpness": {"mean": lam / 10, "stderr": lam / 100, "n": 5},
+                "pac_bayes_sigma": {"mean": 1 / lam, "stderr": 0.01, "n": 3},
+            },
+        )
+        for n, lam, gap in specs
+    ]

@@ -221,6 +221,8 @@ def test_correlations_with_gap_are_honest_for_four_runs(fake_runs):
     assert c.kendall_p == pytest.approx(2 / 24) and c.min_p == pytest.approx(2 / 24)
     assert not c.significant
     assert "no correlation can be significant" in c.note
+    # a bootstrap over 4 perfectly ordered runs is degenerate ([1, 1]); it is flagged
+    assert not c.ci_reliable and "too few runs for a bootstrap interval" in c.note
     lo, hi = c.kendall_ci
     assert -1.0 <= lo <= hi <= 1.0 and hi == pytest.approx(1.0)
     assert c.expected_sign == 1
@@ -301,6 +303,7 @@ def test_monte_carlo_permutation_and_significance_with_many_runs():
     assert r.p_method == "Monte Carlo permutation"
     assert r.kendall_tau == pytest.approx(ref.statistic)
     assert r.significant and r.kendall_p < 0.01 and ref.pvalue < 0.01
+    assert r.ci_reliable
     assert r.kendall_ci[0] < r.kendall_tau < r.kendall_ci[1] or r.kendall_ci[1] == 1.0
     noise = rank_correlation(x, rng.permutation(14).astype(float), n_boot=500, seed=2)
     assert noise.kendall_ci[0] < 0 < noise.kendall_ci[1]
