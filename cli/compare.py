@@ -346,3 +346,39 @@ def compare(
     out_console.print(f"comparison directory: [bold]{out_dir}[/bold]")
     if report:
         out_console.print(f"report: [bold]{written['report.html']}[/bold]")
+
+
+def demo_compare(out: Path | None, *, seed: int, quick: bool, quiet: bool) -> Path:
+    """``landscape demo --compare``: train, scan, compare and report the shipped example."""
+    from landscape.cli.common import progress_bars
+
+    from landscape.experiments.demo_compare import run_demo_compare
+
+    out_dir = out or default_run_dir("demo-compare")
+    with progress_bars(quiet) as prog:
+        result = run_demo_compare(out_dir, seed=seed, quick=quick, progress=prog)
+    from rich.table import Table
+
+    tab = Table(title="demo runs (one initialization, trained to the same training loss)")
+    for col in ("run", "epochs", "train loss", "test loss", "test acc", "seconds"):
+        tab.add_column(col, justify="left" if col == "run" else "right")
+    for path, st in zip(result.run_dirs, result.training, strict=True):
+        tab.add_row(
+            path.name,
+            f"{st.get('epochs', float('nan')):.0f}",
+            f"{st['train_loss']:.4f}",
+            f"{st['test_loss']:.4f}",
+            f"{st['test_accuracy']:.3f}",
+            f"{st.get('seconds', float('nan')):.1f}",
+        )
+    out_console.print(tab)
+    cmp = compare_runs(list(result.run_dirs), seed=seed)
+    written = write_outputs(
+        cmp, out_dir, ("png",), report=True, render_3d=True, title="landscape demo: sharp vs flat"
+    )
+    print_comparison(cmp)
+    for name, why in written["figures"].skipped.items():
+        console.print(f"[yellow]figure {name} skipped:[/yellow] {why}")
+    out_console.print(f"comparison directory: [bold]{out_dir}[/bold]")
+    out_console.print(f"report: [bold]{written['report.html']}[/bold]")
+    return out_dir

@@ -29,9 +29,22 @@ def demo(
         bool, typer.Option("--quick", help="Fewer probes and a coarse surface.")
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of training and scan.")] = 0,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            "--compare",
+            help="Train runs that differ in batch size and learning rate,"
+            " scan and compare them, and write a report.",
+        ),
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a small CNN on digits (seconds on a CPU), save it, and scan it."""
+    if compare:
+        from landscape.cli.compare import demo_compare
+
+        demo_compare(out, seed=seed, quick=quick, quiet=quiet)
+        return
     out_dir = out or default_run_dir("demo")
     model_path = (
         out_dir.parent / f"{out_dir.name}-model.pt" if out is None else out_dir / "model.pt"
