@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
 from landscape.cli.app import app
 from landscape.cli.common import (
     BatchSizeOpt,
@@ -25,7 +26,6 @@ from landscape.cli.common import (
     out_console,
     run_name,
 )
-
 from landscape.compare import (
     Comparison,
     compare_runs,
@@ -62,7 +62,6 @@ def _shared_scan_config(
 ) -> tuple[ScanConfig, dict[str, Any]]:
     """One scan configuration for every checkpoint (taken from a given run if any)."""
     from landscape.cli.scan import build_scan_config
-
     from landscape.io.rundir import read_json
 
     base_opts: dict[str, Any] = {}
@@ -351,7 +350,6 @@ def compare(
 def demo_compare(out: Path | None, *, seed: int, quick: bool, quiet: bool) -> Path:
     """``landscape demo --compare``: train, scan, compare and report the shipped example."""
     from landscape.cli.common import progress_bars
-
     from landscape.experiments.demo_compare import run_demo_compare
 
     out_dir = out or default_run_dir("demo-compare")

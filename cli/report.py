@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from landscape.cli.app import app
 from landscape.cli.common import QuietOpt, friendly_errors, out_console, progress_bars
-
 from landscape.compare import compare_runs
 from landscape.errors import RunDirError
 

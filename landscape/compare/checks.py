@@ -48,6 +48,23 @@ def _surface_setting(run: RunData, key: str) -> Any:
     return _first(_get(run.summary, "surface", key), _surface_attr(run, key))
 
 
+#: Metric settings that do not change what a number means (or that legitimately differ
+#: between architectures), left out of the comparability check.
+_METRIC_SETTINGS_IGNORED = frozenset(
+    {"names", "layer", "strategy", "exact_max_params", "max_iter", "relative_exact", "tol"}
+)
+
+
+def _metric_settings(run: RunData) -> Any:
+    m = run.summary.get("metrics")
+    if not isinstance(m, Mapping):
+        return None
+    settings = m.get("settings") if isinstance(m.get("settings"), Mapping) else m.get("config")
+    if not isinstance(settings, Mapping):
+        return None
+    return {k: v for k, v in settings.items() if k not in _METRIC_SETTINGS_IGNORED}
+
+
 def _scan(run: RunData, key: str) -> Any:
     return _get(run.config, "scan", key)
 
@@ -97,7 +114,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("frobenius_probes", "Frobenius probe count", lambda r: _scan(r, "frobenius_probes")),
     Setting("slq_runs", "SLQ probe count (slq_runs)", lambda r: _scan(r, "slq_runs")),
     Setting("slq_steps", "SLQ Lanczos steps (slq_steps)", lambda r: _scan(r, "slq_steps")),
-    Setting("metrics_config", "metric settings", lambda r: _get(r.summary, "metrics", "config")),
+    Setting("metrics_settings", "metric settings (radius, σ, samples)", _metric_settings),
+    Setting(
+        "metrics_canonicalized",
+        "metric canonicalization",
+        lambda r: _get(r.summary, "metrics", "canonicalized"),
+    ),
     Setting(
         "surface_normalization",
         "surface normalization",

@@ -39,7 +39,13 @@ HIGHER_IS_FLATTER = frozenset(
 
 #: Summary entries under ``metrics`` that are settings or flags, not measurements.
 NOT_METRICS = frozenset(
-    {"canonicalized", "invariant", "config", "settings", "timing", "seed", "stages", "notes"}
+    {"canonicalized", "invariant", "config", "settings", "timing", "seed", "stages", "notes",
+     "warnings", "details"}
+)  # fmt: skip
+
+#: Entries of the ``metrics`` section that repeat the run's top-level evaluation numbers.
+EVALUATION_KEYS = frozenset(
+    {"loss", "accuracy", "test_loss", "test_accuracy", "generalization_gap", "accuracy_gap"}
 )
 
 _LABELS = {
@@ -94,8 +100,14 @@ def metric_label(key: str) -> str:
     tail = key.split(".", 1)[1] if key.startswith("metrics.") else key
     special = {
         "pac_bayes_sigma": "PAC-Bayes σ",
-        "lambda_max": "λmax (metrics)",
-        "trace": "trace (metrics)",
+        "pac_bayes_bound": "PAC-Bayes bound",
+        "lambda_max": "λmax (metrics section)",
+        "trace": "trace (metrics section)",
+        "frobenius": "Frobenius (metrics section)",
+        "effective_rank": "effective rank",
+        "adaptive_sharpness": "adaptive sharpness",
+        "average_sharpness": "average sharpness",
+        "relative_flatness": "relative flatness",
         "eps_sharpness": "ε-sharpness",
         "fisher_rao": "Fisher–Rao norm",
         "fisher_rao_norm": "Fisher–Rao norm",
@@ -249,7 +261,7 @@ def _metric_role(key: str, entry: Any) -> str:
 
 def _flatten_metrics(section: Mapping[str, Any], prefix: str = "metrics", depth: int = 0):
     for k, v in section.items():
-        if k in NOT_METRICS or k.endswith("_config"):
+        if k in NOT_METRICS or k.endswith("_config") or (depth == 0 and k in EVALUATION_KEYS):
             continue
         key = f"{prefix}.{k}"
         est = _estimate(v)

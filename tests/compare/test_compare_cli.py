@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from landscape.cli.app import app
 from typer.testing import CliRunner
+
+from landscape.cli.app import app
 
 runner = CliRunner()
 

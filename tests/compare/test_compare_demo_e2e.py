@@ -15,9 +15,9 @@ import json
 import numpy as np
 import pytest
 import torch
-from landscape.cli.app import app
 from typer.testing import CliRunner
 
+from landscape.cli.app import app
 from landscape.experiments import demo_compare as dc
 from landscape.experiments.scan import ScanConfig
 

@@ -240,8 +240,14 @@ def test_flatness_metric_ranks_descending(tmp_path, make_run_fn):
                 "pac_bayes_sigma": {"mean": 1.0 / lam, "stderr": 0.0, "n": 5, "method": "bisect"},
                 "eps_sharpness": {"mean": lam / 10, "stderr": 0.001, "n": 1},
                 "fisher_rao": 2 * lam,
+                "loss": 0.05,
+                "generalization_gap": gap,
                 "canonicalized": False,
                 "invariant": {"eps_sharpness": False},
+                "warnings": ["a caveat"],
+                "details": {"hessian_matvecs": 40},
+                "settings": {"radius": 0.05, "sigma": 0.01, "names": ["eps_sharpness"]},
+                "timing": {"eps_sharpness": 0.1},
             },
         )
         for i, (lam, gap) in enumerate([(3.0, 0.3), (1.0, 0.1), (2.0, 0.2)])
@@ -252,6 +258,10 @@ def test_flatness_metric_ranks_descending(tmp_path, make_run_fn):
     assert t.row("metrics.eps_sharpness").ranks == (3, 1, 2)
     assert t.row("metrics.fisher_rao").means.tolist() == [6.0, 2.0, 4.0]
     assert "metrics.canonicalized" not in t.keys and "metrics.invariant" not in t.keys
+    # the metrics section's copies of the evaluation numbers and its bookkeeping stay out
+    assert not [k for k in t.keys if k.startswith(("metrics.loss", "metrics.generalization"))]
+    assert not [k for k in t.keys if k.split(".")[-1] in ("warnings", "details", "timing")]
+    assert check_comparable(load_runs(paths)).comparable
     assert t.correlation("metrics.pac_bayes_sigma").kendall_tau == pytest.approx(-1.0)
     assert t.correlation("metrics.pac_bayes_sigma").expected_sign == -1
 
@@ -385,3 +395,19 @@ def test_compare_runs_rejects_incomparable_without_force(tmp_path, make_run_fn):
 def test_paths_are_portable(fake_runs):
     cmp = compare_runs([Path(p) for p in fake_runs], n_boot=50)
     assert json.dumps(cmp.to_dict())  # everything is JSON-serializable
+
+
+def test_metric_settings_must_agree(tmp_path, make_run_fn):
+    def metrics(radius: float, names: list[str]) -> dict:
+        return {
+            "eps_sharpness": {"mean": 0.1, "stderr": 0.0, "n": 1},
+            "canonicalized": True,
+            "settings": {"radius": radius, "sigma": 0.01, "names": names},
+        }
+
+    a = make_run_fn(tmp_path / "a", lam=1.0, gap=0.1, metrics=metrics(0.05, ["eps_sharpness"]))
+    b = make_run_fn(tmp_path / "b", lam=2.0, gap=0.2, metrics=metrics(0.05, ["trace"]))
+    assert check_comparable(load_runs([a, b])).comparable  # chosen names may differ
+    c = make_run_fn(tmp_path / "c", lam=2.0, gap=0.2, metrics=metrics(0.1, ["eps_sharpness"]))
+    with pytest.raises(ConfigError, match=r"metric settings"):
+        check_comparable(load_runs([a, c]))

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from landscape.viz.compare_plots import comparison_figures
-from landscape.viz.report import figure_sources, write_comparison_report, write_run_report
 
 from landscape.compare import compare_runs
+from landscape.viz.compare_plots import comparison_figures
+from landscape.viz.report import figure_sources, write_comparison_report, write_run_report
 
 CHROMIUM = next(
     (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
