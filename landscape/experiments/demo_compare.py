@@ -58,8 +58,8 @@ class DemoRun:
 DEMO_RUNS: tuple[DemoRun, ...] = (
     DemoRun("b16-lr0.05", 16, 0.05, 100),
     DemoRun("b64-lr0.05", 64, 0.05, 200),
-    DemoRun("b1024-lr0.05", 1024, 0.05, 800),
-    DemoRun("b64-lr0.01", 64, 0.01, 600),
+    DemoRun("b1024-lr0.05", 1024, 0.05, 1000),
+    DemoRun("b64-lr0.02", 64, 0.02, 400),
 )
 
 #: Every run trains until its full training loss is at most this (equal fit).

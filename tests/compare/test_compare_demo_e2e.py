@@ -113,3 +113,43 @@ def test_demo_compare_end_to_end(tmp_path, monkeypatch):
     assert "λmax (top Hessian eigenvalue)" in html
     for fig in ("curves", "contours", "density", "metric_vs_gap"):
         assert (out / "figures" / f"{fig}.png").exists(), fig
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(MISSING is not None, reason=f"the scan stages are not on main: {MISSING}")
+def test_compare_checkpoints_share_one_scan_configuration(tmp_path):
+    from landscape.experiments.demo import build_seeded
+    from landscape.experiments.models import mlp
+    from landscape.io.bundle import save
+
+    ckpts = []
+    for i, scale in enumerate((0.5, 1.0, 2.0)):
+        net = build_seeded(mlp, 0, in_features=64, hidden=6, num_classes=10)
+        with torch.no_grad():
+            net[-1].weight.mul_(scale)
+        ckpts.append(save(net, tmp_path / f"m{i}.pt", factory="landscape.experiments.models:mlp",
+                          factory_kwargs={"in_features": 64, "hidden": 6, "num_classes": 10},
+                          data="digits", loss="cross_entropy"))  # fmt: skip
+    preset = tmp_path / "tiny.toml"
+    preset.write_text(
+        "[scan]\ntop_k = 1\nbottom_k = 0\ntrace_matvecs = 6\nfrobenius_probes = 2\n"
+        "slq_runs = 1\nslq_steps = 8\nsurface = true\nsurface_grid = [5, 5]\nmetrics = false\n"
+    )
+    out = tmp_path / "cmp"
+    args = ["compare", str(ckpts[0]), str(ckpts[1]), "--out", str(out), "--preset", str(preset),
+            "--max-samples", "120", "--quiet", "--no-render-3d", "--bootstrap", "100"]  # fmt: skip
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    cfgs = [json.loads((out / "runs" / f"m{i}" / "config.json").read_text()) for i in (0, 1)]
+    for key in ("scan", "data", "max_samples", "seed", "test_fraction", "loss"):
+        assert cfgs[0][key] == cfgs[1][key], key
+    assert cfgs[0]["scan"]["trace_matvecs"] == 6 and cfgs[0]["max_samples"] == 120
+    # a run directory plus a new checkpoint: the checkpoint is scanned with the run's settings
+    out2 = tmp_path / "cmp2"
+    r2 = CliRunner().invoke(app, ["compare", str(out / "runs" / "m0"), str(ckpts[2]), "--out",
+                                  str(out2), "--quiet", "--no-render-3d", "--bootstrap", "100"])  # fmt: skip
+    assert r2.exit_code == 0, r2.output
+    cfg2 = json.loads((out2 / "runs" / "m2" / "config.json").read_text())
+    assert cfg2["scan"] == cfgs[0]["scan"] and cfg2["max_samples"] == 120
+    rows = list(csv.DictReader((out2 / "table.csv").open()))
+    assert [x["run"] for x in rows] == ["m0", "m2"]
