@@ -437,29 +437,33 @@ def run_report_html(run: RunData, *, render_3d: bool = True) -> str:
         for p in sorted(fig_dir.glob("*.png")):
             figures[p.stem] = p.read_bytes()
             captions[p.stem] = f"{p.name} (from the run's figures/)"
-    if run.has_surface:
-        if "curves" not in figures:
+    if figures:
+        pass  # the scan rendered its figures: embed those, draw nothing twice
+    elif run.has_surface or run.has_density:
+        if run.has_surface:
             figures["curves"] = figure_png(cp.curves_figure([run]))
             captions["curves"] = "Loss along the first normalized direction through the minimum."
-        if cp.grid2d(run) is not None and "contours" not in figures:
-            figures["contours"] = figure_png(cp.contours_figure([run]))
-            captions["contours"] = "2D loss surface; + marks the trained parameters."
-    else:
-        skipped["surface"] = "the scan stored no surface (rerun with --surface)"
-    if run.has_density and "density" not in figures:
-        figures["density"] = figure_png(cp.density_figure([run]))
-        captions["density"] = "Hessian eigenvalue density (SLQ), log scale."
-    if render_3d and cp.grid2d(run) is not None and "surfaces_3d" not in figures:
-        ok, why = cp.offscreen_available()
-        if ok:
-            import tempfile
-
-            with tempfile.TemporaryDirectory() as tmp:
-                p = cp.surfaces_3d_panel([run], Path(tmp) / "s.png")
-                figures["surfaces_3d"] = p.read_bytes()
-            captions["surfaces_3d"] = "3D view of the 2D surface."
+            if cp.grid2d(run) is not None:
+                figures["contours"] = figure_png(cp.contours_figure([run]))
+                captions["contours"] = "2D loss surface; + marks the trained parameters."
         else:
-            skipped["surfaces_3d"] = why
+            skipped["surface"] = "the scan stored no surface (rerun with --surface)"
+        if run.has_density:
+            figures["density"] = figure_png(cp.density_figure([run]))
+            captions["density"] = "Hessian eigenvalue density (SLQ), log scale."
+        if render_3d and cp.grid2d(run) is not None:
+            ok, why = cp.offscreen_available()
+            if ok:
+                import tempfile
+
+                with tempfile.TemporaryDirectory() as tmp:
+                    p = cp.surfaces_3d_panel([run], Path(tmp) / "s.png")
+                    figures["surfaces_3d"] = p.read_bytes()
+                captions["surfaces_3d"] = "3D view of the 2D surface."
+            else:
+                skipped["surfaces_3d"] = why
+    else:
+        skipped["all"] = "the run has neither a surface nor a spectral density in results.nc"
     rows = "".join(
         f"<tr><th>{_e(k)}</th><td class='num'>{_e(v)}</td></tr>" for k, v in _summary_rows(run)
     )
@@ -488,8 +492,8 @@ def write_run_report(
 ) -> Path:
     """Write a self-contained HTML report of one run (summary, figures, configuration).
 
-    The run's own ``figures/*.png`` are embedded; the 1D slice, 2D contour, spectral
-    density and 3D view are drawn from ``results.nc`` when the run has no such figure.
+    The run's own ``figures/*.png`` are embedded when the scan rendered them; otherwise
+    the 1D slice, 2D contour, spectral density and 3D view are drawn from ``results.nc``.
 
     Args:
         run_dir: the run directory.
