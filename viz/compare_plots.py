@@ -28,9 +28,12 @@ from landscape.compare import (
     format_value,
     grid2d,
     metric_label,
+    short_label,
 )
 
 FORMATS = ("png", "pdf", "svg")
+SINGLE_IN = 3.25  # one journal column (landscape.viz.style.SINGLE_COLUMN_IN)
+DOUBLE_IN = 6.75  # full page width (landscape.viz.style.DOUBLE_COLUMN_IN)
 
 #: Okabe–Ito colours: distinguishable with colour-vision deficiencies and in greyscale.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
@@ -38,53 +41,18 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#0
 LINESTYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
-_RC = {
-    "font.family": "sans-serif",
-    "font.size": 9,
-    "axes.titlesize": 9.5,
-    "axes.labelsize": 9,
-    "legend.fontsize": 8,
-    "xtick.labelsize": 8,
-    "ytick.labelsize": 8,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.linewidth": 0.8,
-    "axes.grid": True,
-    "grid.alpha": 0.25,
-    "grid.linewidth": 0.6,
-    "lines.linewidth": 1.6,
-    "legend.frameon": False,
-    "figure.dpi": 150,
-    "savefig.dpi": 200,
-    "savefig.bbox": "tight",
-    "savefig.pad_inches": 0.04,
-    "pdf.fonttype": 42,
-    "svg.fonttype": "none",
-    "image.cmap": "viridis",
-}
-
 
 @contextlib.contextmanager
 def paper_style() -> Iterator[None]:
-    """Apply the project's paper style (``landscape.viz.set_style`` if it exists).
+    """Apply the project's journal style (:func:`landscape.viz.style.style_context`).
 
     Example:
         >>> with paper_style():
         ...     pass
     """
-    import matplotlib as mpl
+    from landscape.viz.style import style_context
 
-    with mpl.rc_context():
-        try:
-            import landscape.viz as viz
-
-            set_style = getattr(viz, "set_style", None)
-        except ImportError:  # pragma: no cover
-            set_style = None
-        if callable(set_style):
-            set_style()
-        else:
-            mpl.rcParams.update(_RC)
+    with style_context("paper"):
         yield
 
 
@@ -94,31 +62,28 @@ def run_color(i: int) -> str:
 
 
 def save_figure(fig: Any, stem: str | Path, formats: Sequence[str] = ("png",)) -> list[Path]:
-    """Save ``fig`` as ``stem.<fmt>`` for each format (atomically) and close it.
+    """Save ``fig`` as ``stem.<fmt>`` for each format (atomically, reproducibly).
 
     Example:
-        >>> import tempfile, matplotlib.pyplot as plt
-        >>> fig = plt.figure(); p = save_figure(fig, tempfile.mkdtemp() + "/f")
+        >>> import tempfile
+        >>> p = save_figure(_figure(2, 2), tempfile.mkdtemp() + "/f")
         >>> p[0].suffix
         '.png'
     """
-    from landscape.io.rundir import atomic_write
+    from landscape.viz.style import save_figure as _save
 
-    out: list[Path] = []
-    for fmt in formats:
-        path = Path(f"{stem}.{fmt}")
-        atomic_write(path, lambda t, fmt=fmt: fig.savefig(t, format=fmt))
-        out.append(path)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return out
+    return _save(fig, Path(stem), tuple(formats))
 
 
 def _figure(width: float, height: float) -> Any:
-    from matplotlib.figure import Figure
+    from landscape.viz.style import new_figure
 
-    return Figure(figsize=(width, height), layout="constrained")
+    return new_figure((width, height))
+
+
+def _grid(ax: Any) -> None:
+    ax.grid(True, color="0.88", lw=0.5)
+    ax.set_axisbelow(True)
 
 
 def _positive_range(values: Sequence[np.ndarray]) -> tuple[float, float]:
@@ -155,7 +120,7 @@ def curves_figure(
     """
     present = [v for v in variables if any(curve(r, v) is not None for r in runs)] or [variables[0]]
     with paper_style():
-        fig = _figure(3.4 * len(present) + 0.2, 2.7)
+        fig = _figure(SINGLE_IN if len(present) == 1 else DOUBLE_IN, 2.35)
         axes = fig.subplots(1, len(present), sharey=True, squeeze=False)[0]
         all_vals = [c.values for r in runs for v in present if (c := curve(r, v)) is not None]
         lo, hi = _positive_range(all_vals)
@@ -178,14 +143,14 @@ def curves_figure(
             ax.set_xlabel("α (normalized direction 1)")
             ax.set_title(_VAR_LABEL.get(var, var))
             ax.margins(x=0)
+            _grid(ax)
         axes[0].set_ylabel("loss")
         handles, labels = axes[0].get_legend_handles_labels()
         if handles:
             axes[-1].legend(handles, labels, loc="upper center", ncols=1)
         src = next((c.source for r in runs if (c := curve(r, present[0])) is not None), "")
         if src.endswith("centre row"):
-            fig.suptitle("1D slices through each minimum (β = 0 row of the 2D surface)",
-                         fontsize=9)  # fmt: skip
+            fig.suptitle("1D slices through each minimum (β = 0 row of the 2D surface)")
     return fig
 
 
@@ -206,7 +171,8 @@ def contours_figure(runs: Sequence[RunData], variable: str = "train_loss", ncols
     cols = min(ncols, n)
     rows = math.ceil(n / cols)
     with paper_style():
-        fig = _figure(2.35 * cols + 0.7, 2.3 * rows + 0.25)
+        panel = min(1.75, (DOUBLE_IN - 0.75) / cols)
+        fig = _figure(panel * cols + 0.75, panel * rows + 0.3)
         axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False))
         flat = axes.ravel()
         lo, hi = _positive_range([g.values for _, _, g in grids])
@@ -256,7 +222,7 @@ def density_figure(runs: Sequence[RunData]) -> Any:
         <Figure ...>
     """
     with paper_style():
-        fig = _figure(4.6, 2.9)
+        fig = _figure(SINGLE_IN * 1.25, 2.6)
         ax = fig.subplots()
         peak = 0.0
         for r in runs:
@@ -284,6 +250,7 @@ def density_figure(runs: Sequence[RunData]) -> Any:
         ax.set_xlabel("Hessian eigenvalue λ")
         ax.set_ylabel("spectral density")
         ax.set_title("Hessian spectral density (SLQ); dotted: λmax")
+        _grid(ax)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best")
     return fig
@@ -325,7 +292,7 @@ def gap_scatter_figure(
     cols = min(ncols, n)
     rows = math.ceil(n / cols)
     with paper_style():
-        fig = _figure(2.75 * cols + 0.2, 2.55 * rows + 0.3)
+        fig = _figure(min(DOUBLE_IN, 2.25 * cols + 0.2), 2.05 * rows + 0.35)
         axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharey=True)).ravel()
         if gap is None or not keys:
             axes[0].text(0.5, 0.5, "no test data: no generalization gap to compare with",
@@ -358,11 +325,12 @@ def gap_scatter_figure(
                 text = c.note
             else:
                 text = "no correlation"
-            ax.legend([Line2D([], [], ls="")], [text], loc="best", fontsize=7, handlelength=0,
+            _grid(ax)
+            ax.legend([Line2D([], [], ls="")], [text], loc="best", fontsize=6.5, handlelength=0,
                       handletextpad=0, borderpad=0.4, frameon=True, framealpha=0.85,
                       edgecolor="0.8")  # fmt: skip
             arrow = "← flatter" if row.role == "sharpness" else "flatter →"
-            ax.set_xlabel(f"{metric_label(key)}   ({arrow})")
+            ax.set_xlabel(f"{short_label(key)}   ({arrow})")
             ax.set_title(metric_label(key).split(" (")[0])
         for ax in axes[len(keys) :]:
             ax.set_visible(False)
