@@ -175,3 +175,16 @@ def fake_runs_shared(tmp_path_factory) -> list[Path]:
         )
         for n, lam, gap in specs
     ]
+
+
+@pytest.fixture(scope="session")
+def cli_comparison(tmp_path_factory, fake_runs_shared):
+    """``landscape compare RUNS --report`` run once: ``(out_dir, CliRunner result)``."""
+    from typer.testing import CliRunner
+
+    from landscape.cli.app import app
+
+    out = tmp_path_factory.mktemp("cli_cmp") / "cmp"
+    args = ["compare", *map(str, fake_runs_shared), "--out", str(out), "--report",
+            "--no-render-3d", "--bootstrap", "300"]  # fmt: skip
+    return out, CliRunner().invoke(app, args)

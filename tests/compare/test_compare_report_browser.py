@@ -14,9 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from landscape.compare import compare_runs
-from landscape.viz.compare_plots import comparison_figures
-from landscape.viz.report import figure_sources, write_comparison_report, write_run_report
+from landscape.viz.report import write_run_report
 
 CHROMIUM = next(
     (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
@@ -59,12 +57,10 @@ def _assert_offline(html: str) -> None:
     assert "<script" not in html  # the report itself has no scripts at all
 
 
-def test_comparison_report_renders_in_chromium(tmp_path, fake_runs_shared):
-    cmp = compare_runs(fake_runs_shared, n_boot=200)
-    figs = comparison_figures(cmp, tmp_path / "figures", ("png",), render_3d=False)
-    report = write_comparison_report(
-        cmp, figure_sources(figs.files), tmp_path / "report.html", captions=figs.captions
-    )
+def test_comparison_report_renders_in_chromium(tmp_path, cli_comparison):
+    out, result = cli_comparison
+    assert result.exit_code == 0, result.output
+    report = out / "report.html"
     html = report.read_text()
     _assert_offline(html)
     dom = _dom_with_probe(report, tmp_path)
