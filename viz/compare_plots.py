@@ -262,10 +262,22 @@ def _ci_text(ci: tuple[float, float], reliable: bool) -> str:
     return f" [{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 
-def scatter_metrics(table: ComparisonTable, limit: int = 6) -> list[str]:
-    """The metrics a metric-vs-gap scatter shows: those with a correlation, in table order."""
+def scatter_metrics(table: ComparisonTable, limit: int = 9) -> list[str]:
+    """The metrics a metric-vs-gap scatter shows (at most ``limit``).
+
+    Those with a correlation, in table order; the metrics section's λmax/trace/Frobenius
+    come last, and only when they differ from the Hessian section's (canonicalized).
+    """
     keys = [c.metric for c in table.correlations if c.n >= 2]
-    return keys[:limit]
+    spectral = {"metrics.lambda_max", "metrics.trace", "metrics.frobenius"}
+    first = [k for k in keys if k not in spectral]
+    repeats = []
+    for k in keys:
+        if k in spectral:
+            base = table.row(k.split(".", 1)[1]) if k.split(".", 1)[1] in table.keys else None
+            if base is None or not np.allclose(table.row(k).means, base.means, equal_nan=True):
+                repeats.append(k)
+    return (first + repeats)[:limit]
 
 
 def gap_scatter_figure(

@@ -48,6 +48,10 @@ EVALUATION_KEYS = frozenset(
     {"loss", "accuracy", "test_loss", "test_accuracy", "generalization_gap", "accuracy_gap"}
 )
 
+#: Spectral metrics the metrics section recomputes (at the canonical point when it
+#: canonicalizes): they repeat the Hessian section's numbers otherwise.
+CANONICAL_SPECTRAL = frozenset({"metrics.lambda_max", "metrics.trace", "metrics.frobenius"})
+
 _LABELS = {
     "loss": "train loss",
     "accuracy": "train accuracy",
@@ -402,11 +406,15 @@ def build_table(
     fixed = ["loss", "accuracy", "test_loss", "test_accuracy", GAP_KEY, "accuracy_gap",
              "lambda_max", "trace", "frobenius", "lambda_min"]  # fmt: skip
     keys.sort(key=lambda k: (fixed.index(k) if k in fixed else len(fixed), order[roles[k]]))
+    canon = all(bool((r.summary.get("metrics") or {}).get("canonicalized")) for r in runs)
     rows = []
     for k in keys:
         values = tuple(m[k][0] if k in m else None for m in per_run)
         means = np.array([math.nan if v is None else v.mean for v in values])
-        rows.append(MetricRow(k, metric_label(k), roles[k], values, _ranks(means, roles[k])))
+        label = metric_label(k)
+        if canon and k in CANONICAL_SPECTRAL:
+            label = label.replace("(metrics section)", "(canonicalized)")
+        rows.append(MetricRow(k, label, roles[k], values, _ranks(means, roles[k])))
     correlations: list[RankCorrelation] = []
     gap_row = next((r for r in rows if r.key == GAP_KEY), None)
     if gap_row is not None and int(np.isfinite(gap_row.means).sum()) >= 2:

@@ -411,3 +411,17 @@ def test_metric_settings_must_agree(tmp_path, make_run_fn):
     c = make_run_fn(tmp_path / "c", lam=2.0, gap=0.2, metrics=metrics(0.1, ["eps_sharpness"]))
     with pytest.raises(ConfigError, match=r"metric settings"):
         check_comparable(load_runs([a, c]))
+
+
+def test_canonicalized_spectral_metrics_are_labelled(tmp_path, make_run_fn):
+    def metrics(lam: float) -> dict:
+        return {"lambda_max": lam / 3, "canonicalized": True, "eps_sharpness": lam / 10}
+
+    paths = [make_run_fn(tmp_path / f"r{i}", lam=v, gap=0.1 * v, metrics=metrics(v))
+             for i, v in enumerate((1.0, 2.0, 3.0))]  # fmt: skip
+    t = build_table(load_runs(paths), n_boot=50)
+    assert t.row("metrics.lambda_max").label == "λmax (canonicalized)"
+    from landscape.viz.compare_plots import scatter_metrics
+
+    keys = scatter_metrics(t)
+    assert keys.index("metrics.eps_sharpness") < keys.index("metrics.lambda_max")
