@@ -131,6 +131,16 @@ def scan_checkpoints(
     return paths
 
 
+def _cli_label(key: str, label: str) -> str:
+    """A compact label that keeps the metrics section's spectral values apart."""
+    short = short_label(key)
+    if label.endswith("(canonicalized)"):
+        return f"{short} (canon.)"
+    if label.endswith("(metrics section)"):
+        return f"{short} (metrics)"
+    return short
+
+
 def print_comparison(comparison: Comparison) -> None:
     """Print the metrics (value ± error, rank) and the correlations with the gap."""
     from rich.table import Table
@@ -151,7 +161,7 @@ def print_comparison(comparison: Comparison) -> None:
         c = t.correlation(r.key)
         tau = f"{c.kendall_tau:+.2f}" if c is not None and math.isfinite(c.kendall_tau) else ""
         style = "dim" if r.role in ("performance", "info") else None
-        tab.add_row(short_label(r.key), *cells, tau, style=style)
+        tab.add_row(_cli_label(r.key, r.label), *cells, tau, style=style)
     out_console.print(tab)
     if t.correlations:
         ct = Table(title="rank correlation with the generalization gap")
@@ -159,7 +169,9 @@ def print_comparison(comparison: Comparison) -> None:
             ct.add_column(col, justify="left" if col == "metric" else "right")
         for c in t.correlations:
             if not math.isfinite(c.kendall_tau):
-                ct.add_row(short_label(c.metric), str(c.n), "—", "—", "—", "—", "—")
+                ct.add_row(
+                    _cli_label(c.metric, t.row(c.metric).label), str(c.n), "—", "—", "—", "—", "—"
+                )
                 continue
             ci = (
                 f"[{c.kendall_ci[0]:+.2f}, {c.kendall_ci[1]:+.2f}]"
@@ -167,7 +179,7 @@ def print_comparison(comparison: Comparison) -> None:
                 else "too few runs"
             )
             ct.add_row(
-                short_label(c.metric),
+                _cli_label(c.metric, t.row(c.metric).label),
                 str(c.n),
                 f"{c.kendall_tau:+.2f}",
                 f"{c.kendall_p:.2g}",

@@ -249,10 +249,10 @@ def density_figure(runs: Sequence[RunData]) -> Any:
         ax.set_ylim(floor, peak * 3 if peak > 0 else 1.0)
         ax.set_xlabel("Hessian eigenvalue λ")
         ax.set_ylabel("spectral density")
-        ax.set_title("Hessian spectral density (SLQ); dotted: λmax")
         _grid(ax)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="best")
+            ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2, frameon=False,
+                      title="dotted lines: λmax", title_fontsize=7)  # fmt: skip
     return fig
 
 

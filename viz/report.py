@@ -93,9 +93,29 @@ def figure_png(fig: Any, dpi: int = 150) -> bytes:
     return buf.getvalue()
 
 
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _png_dpi(data: bytes) -> float:
+    i = data.find(b"pHYs")
+    if i < 0 or len(data) < i + 13 or data[i + 12] != 1:
+        return 100.0
+    return int.from_bytes(data[i + 4 : i + 8], "big") * 0.0254
+
+
 def _img(data: bytes, alt: str, caption: str) -> str:
+    size = _png_size(data)
+    style = ""
+    if size is not None:
+        # show figures at a readable size: about 150 CSS px per inch of the figure
+        css = min(1100, round(size[0] / _png_dpi(data) * 150)) if _png_dpi(data) > 0 else 0
+        if css > 0:
+            style = f' style="width:{css}px"'
     return (
-        f'<figure><img src="{png_data_uri(data)}" alt="{_e(alt)}">'
+        f'<figure><img src="{png_data_uri(data)}" alt="{_e(alt)}"{style}>'
         f"<figcaption>{_e(caption)}</figcaption></figure>"
     )
 
@@ -141,14 +161,21 @@ def _fmt(x: Any) -> str:
 # -- comparison report ----------------------------------------------------------------
 
 
-def _corr_sentence(c: RankCorrelation) -> str:
+def _label(comparison: Comparison, key: str) -> str:
+    try:
+        return comparison.table.row(key).label
+    except KeyError:
+        return metric_label(key)
+
+
+def _corr_sentence(c: RankCorrelation, label: str) -> str:
     if not math.isfinite(c.kendall_tau):
-        return f"{metric_label(c.metric)}: {c.note}."
+        return f"{_e(label)}: {_e(c.note)}."
     agree = c.kendall_tau * c.expected_sign
     direction = (
         "sharper runs had larger gaps"
         if agree > 0
-        else ("sharper runs had smaller gaps" if agree < 0 else "no ordering")
+        else ("sharper runs had smaller gaps" if agree < 0 else "no monotone relation")
     )
     sig = (
         '<span class="sig">significant</span>'
@@ -161,7 +188,7 @@ def _corr_sentence(c: RankCorrelation) -> str:
         else " (too few runs for a CI)"
     )
     return (
-        f"<b>{_e(metric_label(c.metric))}</b>: τ = {c.kendall_tau:+.2f}{ci}, "
+        f"<b>{_e(label)}</b>: τ = {c.kendall_tau:+.2f}{ci}, "
         f"p = {c.kendall_p:.2g} ({_e(c.p_method)}), {sig}; {direction}."
     )
 
@@ -188,7 +215,7 @@ def _findings(comparison: Comparison) -> str:
     except KeyError:
         items.append("The runs have no test data, so flatness is not compared with a gap.")
     for c in t.correlations[:4]:
-        items.append(_corr_sentence(c))
+        items.append(_corr_sentence(c, _label(comparison, c.metric)))
     if t.correlations:
         items.append(_e(t.correlations[0].note) + ".")
     return '<div class="callout"><ul>' + "".join(f"<li>{i}</li>" for i in items) + "</ul></div>"
@@ -253,10 +280,13 @@ def _corr_table(comparison: Comparison) -> str:
     if not t.correlations:
         return "<p>No correlations: the runs have no test data (no generalization gap).</p>"
     lvl = int(round(100 * t.ci_level))
+    notes = {c.note for c in t.correlations}
+    one_note = len(notes) == 1
     head = (
         f"<tr><th>metric</th><th>n</th><th>Kendall τ</th><th>{lvl}% CI</th><th>p</th>"
         f"<th>Spearman ρ</th><th>{lvl}% CI</th><th>p</th><th>expected sign</th>"
-        "<th>note</th></tr>"
+        + ("" if one_note else "<th>note</th>")
+        + "</tr>"
     )
 
     def ci(v: tuple[float, float], ok: bool) -> str:
@@ -271,7 +301,7 @@ def _corr_table(comparison: Comparison) -> str:
     for c in t.correlations:
         rows.append(
             "<tr>"
-            f"<td>{_e(metric_label(c.metric))}</td><td class='num'>{c.n}</td>"
+            f"<td>{_e(_label(comparison, c.metric))}</td><td class='num'>{c.n}</td>"
             f"<td class='num'>{num(c.kendall_tau, '+.3f')}</td>"
             f"<td class='num'>{ci(c.kendall_ci, c.ci_reliable)}</td>"
             f"<td class='num'>{num(c.kendall_p, '.3g')}</td>"
@@ -279,11 +309,12 @@ def _corr_table(comparison: Comparison) -> str:
             f"<td class='num'>{ci(c.spearman_ci, c.ci_reliable)}</td>"
             f"<td class='num'>{num(c.spearman_p, '.3g')}</td>"
             f"<td class='num'>{'+' if c.expected_sign > 0 else '−'}</td>"
-            f"<td class='small'>{_e(c.note)}</td>"
-            "</tr>"
+            + ("" if one_note else f"<td class='small'>{_e(c.note)}</td>")
+            + "</tr>"
         )
+    common = f'<div class="callout">{_e(next(iter(notes)))}.</div>' if one_note else ""
     return (
-        f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>'
+        f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>{common}'
         f'<p class="small">Intervals: percentile bootstrap over runs ({t.n_boot} replicates,'
         f" seed {t.seed}; values with a standard error are also perturbed by it), shown only"
         " with ≥ 8 runs. p: two-sided permutation test (exact up to 8 runs). Expected sign +:"

@@ -58,7 +58,7 @@ class DemoRun:
 DEMO_RUNS: tuple[DemoRun, ...] = (
     DemoRun("b16-lr0.05", 16, 0.05, 100),
     DemoRun("b64-lr0.05", 64, 0.05, 200),
-    DemoRun("b1024-lr0.05", 1024, 0.05, 1000),
+    DemoRun("b256-lr0.05", 256, 0.05, 500),
     DemoRun("b64-lr0.02", 64, 0.02, 400),
 )
 
