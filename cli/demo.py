@@ -44,7 +44,7 @@ def demo(
     if compare:
         from landscape.cli.compare import demo_compare
 
-        demo_compare(out, seed=seed, quick=quick, quiet=quiet)
+        demo_compare(out, seed=seed, quick=not full, quiet=quiet)
         return
     out_dir = out or default_run_dir("demo")
     # The model sits beside the run directory, so reruns reuse it and the run stays ours.

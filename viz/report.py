@@ -99,10 +99,10 @@ def _png_size(data: bytes) -> tuple[int, int] | None:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
-def _png_dpi(data: bytes) -> float:
-    i = data.find(b"pHYs")
+def _png_dpi(data: bytes) -> float | None:
+    i = data.find(b"pHYs", 0, 4096)
     if i < 0 or len(data) < i + 13 or data[i + 12] != 1:
-        return 100.0
+        return None
     return int.from_bytes(data[i + 4 : i + 8], "big") * 0.0254
 
 
@@ -110,8 +110,10 @@ def _img(data: bytes, alt: str, caption: str) -> str:
     size = _png_size(data)
     style = ""
     if size is not None:
-        # show figures at a readable size: about 150 CSS px per inch of the figure
-        css = min(1100, round(size[0] / _png_dpi(data) * 150)) if _png_dpi(data) > 0 else 0
+        # figures at about 150 CSS px per inch; renders without a resolution at 70 %
+        dpi = _png_dpi(data)
+        css = round(size[0] / dpi * 150) if dpi else round(size[0] * 0.7)
+        css = min(1100 if dpi else 900, css)
         if css > 0:
             style = f' style="width:{css}px"'
     return (
@@ -137,7 +139,12 @@ def _page(title: str, body: str) -> str:
 
 
 def _write(path: Path, text: str) -> Path:
+    import os
+
     atomic_write(path, lambda t: t.write_text(text, encoding="utf-8"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # a report is for sharing (temp files are created 0600)
     return path
 
 
