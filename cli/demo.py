@@ -30,9 +30,22 @@ def demo(
         typer.Option("--full", help="The default scan preset instead of the quick one."),
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of training and scan.")] = 0,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            "--compare",
+            help="Train runs that differ in batch size and learning rate,"
+            " scan and compare them, and write a report.",
+        ),
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a small CNN on digits (seconds on a CPU), save it, and scan it."""
+    if compare:
+        from landscape.cli.compare import demo_compare
+
+        demo_compare(out, seed=seed, quick=not full, quiet=quiet)
+        return
     out_dir = out or default_run_dir("demo")
     # The model sits beside the run directory, so reruns reuse it and the run stays ours.
     model_path = out_dir.parent / ("demo-model.pt" if out is None else f"{out_dir.name}-model.pt")
