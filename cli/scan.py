@@ -73,6 +73,8 @@ def build_scan_config(preset: str | None, overrides: dict[str, Any]) -> ScanConf
     base.update({k: v for k, v in overrides.items() if v is not None})
     if "surface_grid" in base:
         base["surface_grid"] = tuple(base["surface_grid"])
+    if "metric_names" in base:
+        base["metric_names"] = tuple(base["metric_names"])
     cfg = ScanConfig(**base)
     cfg.validate()
     return cfg

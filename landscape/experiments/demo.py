@@ -52,7 +52,7 @@ def train_demo_model(
         >>> p.exists()
         True
     """
-    data = load_data("digits", seed=0)
+    data = load_data("digits", seed=seed)
     cfg = config or TrainConfig(epochs=15, batch_size=64, lr=0.05, seed=seed)
     model = build_seeded(digits_cnn, seed, channels=channels)
     train(model, data, cfg, progress=progress)

@@ -45,6 +45,7 @@ class ScanConfig:
         surface_grid: its grid shape.
         surface_range: its half-width (in units of the normalized directions).
         metrics: compute the flatness metrics.
+        metric_names: which metrics (empty: every one that applies).
         seed: seed of every random choice.
     """
 
@@ -61,6 +62,7 @@ class ScanConfig:
     surface_grid: tuple[int, ...] = (21, 21)
     surface_range: float = 1.0
     metrics: bool = True
+    metric_names: tuple[str, ...] = ()
     seed: int = 0
 
     def validate(self) -> None:
@@ -80,6 +82,7 @@ class ScanConfig:
         """JSON-ready configuration."""
         d = asdict(self)
         d["surface_grid"] = list(self.surface_grid)
+        d["metric_names"] = list(self.metric_names)
         return d
 
 
@@ -249,7 +252,9 @@ def run_scan(
         compute_metrics = _optional("landscape.metrics", "compute_metrics")
         if compute_metrics is not None:
             t0 = time.perf_counter()
-            report = compute_metrics(space, seed=seed, progress=progress)
+            report = compute_metrics(
+                space, names=list(config.metric_names) or None, seed=seed, progress=progress
+            )
             finish("metrics", {"metrics": report.to_dict()}, t0)
 
     if config.surface and "surface" not in done:
