@@ -1,0 +1,240 @@
+"""``landscape scan``: Hessian spectrum, trace, metrics and a surface for one checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from landscape.cli.app import app
+from landscape.cli.common import (
+    BatchSizeOpt,
+    DataOpt,
+    DeviceOpt,
+    DtypeOpt,
+    LoadOptions,
+    LossOpt,
+    MaxSamplesOpt,
+    ModelKwargsOpt,
+    ModelOpt,
+    OutOpt,
+    OverwriteOpt,
+    QuietOpt,
+    ResumeOpt,
+    SeedOpt,
+    TestFractionOpt,
+    TrustOpt,
+    friendly_errors,
+    load_bundle,
+    out_console,
+    progress_bars,
+    run_name,
+)
+
+from landscape.errors import ConfigError
+from landscape.experiments.scan import ScanConfig, run_scan
+from landscape.io.presets import load_preset
+from landscape.io.rundir import RunDir, default_run_dir
+
+_VOLATILE = ("out", "overwrite", "resume", "quiet", "figures")
+
+
+def _same_run(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in cfg.items() if k not in _VOLATILE}
+
+
+def parse_grid(text: str) -> tuple[int, ...]:
+    """Parse ``21x21`` / ``41`` / ``11x11x11`` into a tuple of point counts.
+
+    Example:
+        >>> parse_grid("21x31")
+        (21, 31)
+    """
+    try:
+        dims = tuple(int(p) for p in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--grid {text!r} does not parse; write it like 21x21.") from None
+    if not 1 <= len(dims) <= 3 or any(d < 2 for d in dims):
+        raise ConfigError(f"--grid {text!r} needs 1 to 3 sizes of at least 2, like 21x21.")
+    return dims
+
+
+def build_scan_config(preset: str | None, overrides: dict[str, Any]) -> ScanConfig:
+    """Merge a preset's ``[scan]`` table with explicit options (None means not given)."""
+    base: dict[str, Any] = load_preset(preset or "scan_default", "scan")
+    fields = {f.name for f in dataclasses.fields(ScanConfig)}
+    unknown = sorted(set(base) - fields)
+    if unknown:
+        raise ConfigError(f"preset {preset} has unknown keys {', '.join(unknown)}; remove them.")
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    if "surface_grid" in base:
+        base["surface_grid"] = tuple(base["surface_grid"])
+    cfg = ScanConfig(**base)
+    cfg.validate()
+    return cfg
+
+
+def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
+    """Print the scan's key numbers as a table."""
+    from rich.table import Table
+
+    def fmt(x: Any) -> str:
+        if isinstance(x, float):
+            return f"{x:.6g}"
+        if isinstance(x, dict) and "mean" in x:
+            m, s = x["mean"], x["stderr"]
+            return f"{m:.6g} ± {s:.2g}" if isinstance(m, float) and isinstance(s, float) else str(m)
+        if isinstance(x, list):
+            return ", ".join(fmt(v) for v in x[:5])
+        return "—" if x is None else str(x)
+
+    t = Table(title=f"landscape scan · {summary.get('name', '')}", show_header=True)
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    h = summary.get("hessian", {})
+    rows = [
+        ("parameters", summary.get("model", {}).get("num_params")),
+        (
+            "samples (train / test)",
+            f"{summary.get('data', {}).get('num_samples')} / "
+            f"{summary.get('data', {}).get('num_test_samples')}",
+        ),
+        ("train loss", summary.get("loss")),
+        ("train accuracy", summary.get("accuracy")),
+        ("test loss", summary.get("test_loss")),
+        ("test accuracy", summary.get("test_accuracy")),
+        ("top eigenvalues", h.get("top_eigenvalues")),
+        ("bottom eigenvalues", h.get("bottom_eigenvalues")),
+        ("trace (Hutch++)", h.get("trace")),
+        ("Frobenius norm", h.get("frobenius")),
+    ]
+    metrics = summary.get("metrics", {})
+    for key in ("eps_sharpness", "adaptive_sharpness", "average_sharpness", "pac_bayes_sigma"):
+        if key in metrics:
+            rows.append((key.replace("_", " "), metrics[key]))
+    if "surface" in summary:
+        s = summary["surface"]
+        rows.append(("surface", f"{'x'.join(map(str, s['grid']))}, min loss {fmt(s['min_loss'])}"))
+    for name, val in rows:
+        t.add_row(name, fmt(val))
+    out_console.print(t)
+    out_console.print(f"run directory: [bold]{run_dir}[/bold]")
+
+
+def scan_checkpoint(
+    opts: LoadOptions,
+    cfg: ScanConfig,
+    out: Path | None,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    quiet: bool = False,
+    figures: bool = True,
+) -> tuple[Path, dict[str, Any]]:
+    """Load, scan, render figures and return ``(run_dir, summary)``."""
+    with progress_bars(quiet) as prog:
+        bundle, loaded = load_bundle(opts)
+        out_dir = out or default_run_dir(run_name(opts.checkpoint))
+        config = {"command": "scan", **opts.to_config(loaded), "scan": cfg.to_dict()}
+        run = RunDir.create(
+            out_dir, config, overwrite=overwrite, resume=resume, compare_keys=_same_run
+        )
+        summary = run_scan(bundle, run, cfg, progress=prog)
+    if figures:
+        try:
+            import landscape.viz as viz
+        except ImportError:  # pragma: no cover - viz ships with the package
+            viz = None  # type: ignore[assignment]
+        scan_figures = getattr(viz, "scan_figures", None) if viz else None
+        if scan_figures is not None:
+            scan_figures(run.path)
+    return run.path, summary
+
+
+@app.command("scan")
+@friendly_errors
+def scan(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Checkpoint file (.pt, .safetensors, .pt2, TorchScript).")
+    ],
+    model: ModelOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
+    trust_checkpoint: TrustOpt = False,
+    data: DataOpt = None,
+    loss: LossOpt = None,
+    max_samples: MaxSamplesOpt = None,
+    batch_size: BatchSizeOpt = 1024,
+    test_fraction: TestFractionOpt = 0.2,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    seed: SeedOpt = 0,
+    out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
+    resume: ResumeOpt = False,
+    preset: Annotated[
+        str | None,
+        typer.Option("--preset", help="scan_default, scan_quick, scan_paper or a .toml file."),
+    ] = None,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", help="Largest eigenvalues to find.")
+    ] = None,
+    bottom_k: Annotated[
+        int | None, typer.Option("--bottom-k", help="Most negative eigenvalues.")
+    ] = None,
+    trace_matvecs: Annotated[
+        int | None, typer.Option("--trace-matvecs", help="HVPs for Hutch++.")
+    ] = None,
+    tol: Annotated[
+        float | None, typer.Option("--tol", help="Relative eigen-residual tolerance.")
+    ] = None,
+    exact: Annotated[
+        bool, typer.Option("--exact", help="Dense float64 Hessian (≤5k params).")
+    ] = False,
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", help="HVP: auto, cached, reverse, forward.")
+    ] = None,
+    surface: Annotated[
+        bool, typer.Option("--surface/--no-surface", help="Quick 2D surface.")
+    ] = True,
+    grid: Annotated[str | None, typer.Option("--grid", help="Surface grid, e.g. 21x21.")] = None,
+    metrics: Annotated[
+        bool, typer.Option("--metrics/--no-metrics", help="Flatness metrics.")
+    ] = True,
+    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Render figures.")] = True,
+    quiet: QuietOpt = False,
+) -> None:
+    """Scan a checkpoint: spectrum, trace, density, metrics, a 2D surface and figures."""
+    opts = LoadOptions(
+        checkpoint,
+        model,
+        model_kwargs,
+        trust_checkpoint,
+        data,
+        loss,
+        max_samples,
+        batch_size,
+        test_fraction,
+        device,
+        dtype,
+        seed,
+    )
+    overrides: dict[str, Any] = {
+        "top_k": top_k,
+        "bottom_k": bottom_k,
+        "trace_matvecs": trace_matvecs,
+        "tol": tol,
+        "strategy": strategy,
+        "seed": seed,
+        "exact": exact or None,
+        "surface_grid": parse_grid(grid) if grid else None,
+    }
+    if not surface:
+        overrides["surface"] = False
+    if not metrics:
+        overrides["metrics"] = False
+    cfg = build_scan_config(preset, overrides)
+    run_dir, summary = scan_checkpoint(
+        opts, cfg, out, overwrite=overwrite, resume=resume, quiet=quiet, figures=figures
+    )
+    print_summary(summary, run_dir)

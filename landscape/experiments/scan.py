@@ -1,0 +1,275 @@
+"""The scan pipeline: loss, Hessian spectrum, trace, density, metrics and a quick surface.
+
+Each stage writes its section of ``summary.json`` (and arrays to ``results.nc``) as soon
+as it finishes, and records itself in ``summary["stages_done"]``; a resumed scan skips
+finished stages.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from landscape.engine import CurvatureOperator, ParamSpace
+from landscape.errors import ConfigError
+from landscape.io.model_bundle import ModelBundle
+from landscape.io.rundir import RunDir, versions
+from landscape.progress import Progress
+
+EXACT_MAX_PARAMS = 5000
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """What a scan computes.
+
+    Attributes:
+        top_k: number of largest Hessian eigenvalues.
+        bottom_k: number of most negative eigenvalues.
+        trace_matvecs: Hessian-vector products for Hutch++.
+        frobenius_probes: probes for the Frobenius norm.
+        slq_runs: stochastic Lanczos quadrature runs.
+        slq_steps: Lanczos steps per SLQ run.
+        exact: also compute the dense float64 Hessian spectrum (≤ 5000 parameters).
+        tol: relative residual tolerance of the eigenpairs.
+        strategy: Hessian-vector product strategy (``auto``, ``cached``, ``reverse``,
+            ``forward``).
+        surface: compute a quick 2D filter-normalized surface.
+        surface_grid: its grid shape.
+        surface_range: its half-width (in units of the normalized directions).
+        metrics: compute the flatness metrics.
+        seed: seed of every random choice.
+    """
+
+    top_k: int = 5
+    bottom_k: int = 3
+    trace_matvecs: int = 99
+    frobenius_probes: int = 30
+    slq_runs: int = 5
+    slq_steps: int = 60
+    exact: bool = False
+    tol: float = 1e-6
+    strategy: str = "auto"
+    surface: bool = True
+    surface_grid: tuple[int, ...] = (21, 21)
+    surface_range: float = 1.0
+    metrics: bool = True
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` on values that cannot work."""
+        if self.top_k < 1:
+            raise ConfigError(f"--top-k must be at least 1, got {self.top_k}.")
+        if self.bottom_k < 0:
+            raise ConfigError(f"--bottom-k must be 0 or more, got {self.bottom_k}.")
+        if self.trace_matvecs < 3:
+            raise ConfigError(f"--trace-matvecs must be at least 3, got {self.trace_matvecs}.")
+        if self.slq_runs < 1 or self.slq_steps < 2:
+            raise ConfigError("--slq-runs must be ≥ 1 and --slq-steps ≥ 2.")
+        if not 0 < self.tol < 1:
+            raise ConfigError(f"--tol must be in (0, 1), got {self.tol}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready configuration."""
+        d = asdict(self)
+        d["surface_grid"] = list(self.surface_grid)
+        return d
+
+
+def _optional(module: str, name: str) -> Callable[..., Any] | None:
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return None
+    return getattr(mod, name, None)
+
+
+def _finite_or_none(x: float) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def run_scan(
+    bundle: ModelBundle,
+    run: RunDir,
+    config: ScanConfig,
+    *,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Scan one checkpoint into ``run`` and return its summary.
+
+    Args:
+        bundle: model, data and loss.
+        run: the run directory (created by the caller).
+        config: what to compute.
+        progress: progress reporter.
+
+    Returns:
+        The summary dictionary (as written to ``summary.json``).
+
+    Example:
+        >>> import tempfile
+        >>> from torch import nn
+        >>> from landscape.io import load_data
+        >>> b = ModelBundle.from_module(nn.Linear(10, 3), load_data("synthetic"))
+        >>> run = RunDir.create(tempfile.mkdtemp() + "/r", {})
+        >>> s = run_scan(b, run, ScanConfig(surface=False, metrics=False, slq_runs=1,
+        ...                                 trace_matvecs=9, frobenius_probes=3))
+        >>> len(s["hessian"]["top_eigenvalues"])
+        5
+    """
+    import xarray as xr
+
+    from landscape.hessian import (
+        bottom_eigenpairs,
+        exact_spectrum,
+        frobenius_norm,
+        hutchpp_trace,
+        slq_density,
+        top_eigenpairs,
+    )
+
+    config.validate()
+    summary = run.summary()
+    done: list[str] = list(summary.get("stages_done", []))
+    timing: dict[str, float] = dict(summary.get("timing", {}))
+    space = ParamSpace(bundle)
+    seed = config.seed
+
+    def finish(stage: str, section: dict[str, Any], t0: float) -> None:
+        timing[stage] = round(time.perf_counter() - t0, 4)
+        done.append(stage)
+        section["timing"] = timing
+        section["stages_done"] = done
+        run.update_summary(section)
+
+    if "evaluate" not in done:
+        t0 = time.perf_counter()
+        loss, acc = space.evaluate()
+        section: dict[str, Any] = {
+            "name": run.path.name,
+            "seed": seed,
+            "versions": versions(),
+            "model": {
+                "num_params": space.dim,
+                "num_tensors": len(space.infos),
+                "device": str(bundle.device),
+                "dtype": str(bundle.dtype).replace("torch.", ""),
+                **{k: bundle.provenance.get(k) for k in ("format", "sha256", "factory", "path")},
+            },
+            "data": bundle.data.describe(),
+            "loss_function": bundle.loss.name,
+            "loss": loss,
+            "accuracy": _finite_or_none(acc),
+            "test_loss": None,
+            "test_accuracy": None,
+            "generalization_gap": None,
+        }
+        if bundle.data.has_test:
+            tl, ta = space.evaluate(split="test")
+            section.update(
+                test_loss=tl, test_accuracy=_finite_or_none(ta), generalization_gap=tl - loss
+            )
+        finish("evaluate", section, t0)
+
+    op = CurvatureOperator(space, strategy=config.strategy)
+    if "hessian" not in done:
+        t0 = time.perf_counter()
+        k = min(config.top_k, space.dim)
+        top = top_eigenpairs(op, k, tol=config.tol, seed=seed, progress=progress)
+        hess: dict[str, Any] = {
+            "top_eigenvalues": top.values.tolist(),
+            "top_residuals": top.residuals.tolist(),
+            "top_converged": [bool(c) for c in top.converged],
+            "strategy": op.strategy,
+        }
+        arrays = {"hessian_top_eigenvalues": ("top_k", np.asarray(top.values))}
+        if config.bottom_k > 0:
+            bot = bottom_eigenpairs(
+                op,
+                min(config.bottom_k, space.dim),
+                tol=config.tol,
+                seed=seed + 1,
+                progress=progress,
+            )
+            hess["bottom_eigenvalues"] = bot.values.tolist()
+            hess["bottom_residuals"] = bot.residuals.tolist()
+            hess["bottom_converged"] = [bool(c) for c in bot.converged]
+            arrays["hessian_bottom_eigenvalues"] = ("bottom_k", np.asarray(bot.values))
+        hess["trace"] = hutchpp_trace(
+            op, config.trace_matvecs, seed=seed + 2, progress=progress
+        ).to_dict()
+        hess["frobenius"] = frobenius_norm(
+            op, config.frobenius_probes, seed=seed + 3, progress=progress
+        ).to_dict()
+        dens = slq_density(
+            op,
+            num_runs=config.slq_runs,
+            num_steps=min(config.slq_steps, space.dim),
+            seed=seed + 4,
+            progress=progress,
+        )
+        arrays["slq_grid"] = ("slq_point", np.asarray(dens.grid))
+        arrays["slq_density"] = ("slq_point", np.asarray(dens.density))
+        arrays["slq_density_stderr"] = ("slq_point", np.asarray(dens.density_stderr))
+        hess["exact"] = False
+        if config.exact:
+            if space.dim > EXACT_MAX_PARAMS:
+                raise ConfigError(
+                    f"--exact needs at most {EXACT_MAX_PARAMS} parameters, the model has"
+                    f" {space.dim}; drop --exact."
+                )
+            spec = exact_spectrum(space)
+            arrays["hessian_exact_spectrum"] = ("param", np.asarray(spec))
+            hess["exact"] = True
+            hess["exact_top_eigenvalues"] = spec[::-1][:k].tolist()
+            hess["exact_bottom_eigenvalues"] = spec[: config.bottom_k].tolist()
+            hess["exact_trace"] = float(spec.sum())
+            hess["exact_frobenius"] = float(np.sqrt((spec**2).sum()))
+        hess["matvecs"] = op.matvecs
+        run.write_arrays(xr.Dataset({k2: v for k2, v in arrays.items()}))
+        finish("hessian", {"hessian": hess}, t0)
+
+    if config.metrics and "metrics" not in done:
+        compute_metrics = _optional("landscape.metrics", "compute_metrics")
+        if compute_metrics is not None:
+            t0 = time.perf_counter()
+            report = compute_metrics(space, seed=seed, progress=progress)
+            finish("metrics", {"metrics": report.to_dict()}, t0)
+
+    if config.surface and "surface" not in done:
+        quick_surface = _optional("landscape.surface", "quick_surface")
+        if quick_surface is not None:
+            t0 = time.perf_counter()
+            surf = quick_surface(
+                space,
+                grid=tuple(config.surface_grid),
+                span=config.surface_range,
+                seed=seed,
+                progress=progress,
+            )
+            ds = surf.to_dataset()
+            run.write_arrays(ds)
+            loss_arr = np.asarray(ds["train_loss"].values, dtype=float)
+            finite = loss_arr[np.isfinite(loss_arr)]
+            finish(
+                "surface",
+                {
+                    "surface": {
+                        "dims": len(config.surface_grid),
+                        "grid": list(config.surface_grid),
+                        "range": [[-config.surface_range, config.surface_range]]
+                        * len(config.surface_grid),
+                        "normalization": "filter",
+                        "center_loss": float(ds.attrs.get("surface_center_loss", np.nan)),
+                        "min_loss": float(finite.min()) if finite.size else float("nan"),
+                    }
+                },
+                t0,
+            )
+    op.release()
+    return run.summary()
