@@ -2,9 +2,24 @@
 
 Parameters that the data cannot tell apart add no rank: a network that compresses uses few
 effective function-space directions. The rank of ``J`` (rows: every output of every sample
-in a subset of the training set; columns: parameters) is invariant to reparameterizations
-``θ ↦ Dθ`` and to rescaling the outputs, because the tolerance is relative to the largest
-singular value.
+in a subset of the training set; columns: parameters) does not change under an invertible
+reparameterization ``θ ↦ Dθ`` in exact arithmetic, but its *numerical* rank does: rescaling
+one layer by 4 and the next by ¼ changes the conditioning of ``J`` by 16 and pushes small
+singular values under a tolerance relative to ``σ_max``. So by default every column is
+scaled to unit norm first (all-zero columns, e.g. dead units, are dropped): the result is
+exactly invariant to any per-parameter rescaling ``θ_j ↦ c_j θ_j`` (ReLU rescalings, layer
+rescalings) and to permutations, and, through the relative tolerance, to scaling the
+outputs.
+
+Singular values come from an SVD, or (much faster on CPUs) from the eigenvalues of the
+smaller Gram matrix ``JJᵀ`` or ``JᵀJ`` formed in float64; the Gram route resolves singular
+values down to about ``1e-7 · σ_max``, so ``method="auto"`` uses it only when the tolerance
+is coarser than ``1e-6 · σ_max`` (float32 models, or ``rtol ≥ 1e-6``).
+
+Besides the thresholded rank we report the *effective rank* of Roy & Vetterli (2007),
+``exp(H(p))`` with ``p_i = σ_i / Σ_j σ_j``: a threshold-free count of the directions that
+carry the Jacobian, useful when ``J`` has fewer rows than parameters and is generically of
+full row rank.
 """
 
 from __future__ import annotations
@@ -35,6 +50,7 @@ class JacobianRank:
         singular_values: all singular values, descending.
         shape: ``(rows, params)`` of ``J``.
         num_samples: samples used.
+        normalized_columns: whether columns were scaled to unit norm.
     """
 
     rank: int
@@ -43,6 +59,12 @@ class JacobianRank:
     singular_values: np.ndarray
     shape: tuple[int, int]
     num_samples: int
+    normalized_columns: bool = True
+
+    @property
+    def effective_rank(self) -> float:
+        """Roy–Vetterli effective rank ``exp(−Σ p_i log p_i)``, ``p_i = σ_i / Σ σ``."""
+        return effective_rank(self.singular_values)
 
     @property
     def normalized(self) -> float:
@@ -59,12 +81,44 @@ class JacobianRank:
         return {
             "rank": int(self.rank),
             "normalized": _json_float(self.normalized),
+            "effective_rank": _json_float(self.effective_rank),
             "tol": _json_float(self.tol),
             "method": self.method,
             "shape": list(self.shape),
             "num_samples": int(self.num_samples),
+            "normalized_columns": bool(self.normalized_columns),
             "sigma_max": _json_float(self.singular_values[0] if self.singular_values.size else 0),
         }
+
+
+def effective_rank(singular_values: np.ndarray) -> float:
+    """Roy & Vetterli's effective rank: ``exp`` of the entropy of the normalized spectrum.
+
+    Example:
+        >>> round(effective_rank(np.array([1.0, 1.0, 0.0])), 6)
+        2.0
+    """
+    sv = np.asarray(singular_values, dtype=np.float64)
+    total = sv.sum()
+    if total <= 0:
+        return 0.0
+    p = sv[sv > 0] / total
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def singular_values(jac: torch.Tensor, method: str = "svd") -> np.ndarray:
+    """Singular values of ``jac`` (descending) by ``svd`` or via the float64 ``gram`` matrix.
+
+    Example:
+        >>> singular_values(torch.diag(torch.tensor([3.0, 1.0])), "gram").round(6).tolist()
+        [3.0, 1.0]
+    """
+    if method == "svd":
+        return torch.linalg.svdvals(jac.double()).cpu().numpy()
+    j = jac.double()
+    gram = j @ j.T if j.shape[0] <= j.shape[1] else j.T @ j
+    ev = torch.linalg.eigvalsh(gram).clamp(min=0).sqrt().flip(0)
+    return ev.cpu().numpy()
 
 
 def output_jacobian(
@@ -117,6 +171,8 @@ def jacobian_rank(
     *,
     max_samples: int | None = 256,
     rtol: float | None = None,
+    method: str = "auto",
+    normalize_columns: bool = True,
     chunk: int = 64,
     progress: Progress | None = None,
 ) -> JacobianRank:
@@ -128,6 +184,10 @@ def jacobian_rank(
         max_samples: use the first this many training samples (``None``: all).
         rtol: relative threshold ``rtol · σ_max``; default (``None``) uses
             ``σ_max · max(shape) · eps`` with the model dtype's machine epsilon.
+        method: ``svd``, ``gram`` or ``auto`` (``gram`` when the tolerance is coarser than
+            ``1e-6 · σ_max``, else ``svd``).
+        normalize_columns: scale columns to unit norm (drop zero columns) so the rank is
+            invariant to per-parameter rescaling.
         chunk: samples per ``jacrev`` call.
         progress: optional progress reporter.
 
@@ -143,14 +203,20 @@ def jacobian_rank(
     """
     if rtol is not None and not 0 < rtol < 1:
         raise ConfigError(f"rtol must lie in (0, 1), got {rtol}.")
+    if method not in ("auto", "svd", "gram"):
+        raise ConfigError(f"unknown Jacobian method {method!r}; use auto, svd or gram.")
     jac, n = output_jacobian(space, theta, max_samples=max_samples, chunk=chunk, progress=progress)
-    sv = torch.linalg.svdvals(jac.double()).cpu().numpy()
+    shape = (int(jac.shape[0]), int(jac.shape[1]))
+    if normalize_columns:
+        norms = jac.double().norm(dim=0)
+        keep = norms > 0
+        jac = jac.double()[:, keep] / norms[keep]
+    rel = rtol if rtol is not None else max(jac.shape) * float(torch.finfo(space.dtype).eps)
+    if method == "auto":
+        method = "gram" if rel >= 1e-6 else "svd"
+    sv = singular_values(jac, method)
     smax = float(sv[0]) if sv.size else 0.0
-    if rtol is None:
-        tol = smax * max(jac.shape) * float(torch.finfo(space.dtype).eps)
-        method = "eps"
-    else:
-        tol = rtol * smax
-        method = "relative"
+    tol = rel * smax
     rank = int((sv > tol).sum())
-    return JacobianRank(rank, tol, method, sv, (int(jac.shape[0]), int(jac.shape[1])), n)
+    kind = "eps" if rtol is None else "relative"
+    return JacobianRank(rank, tol, kind, sv, shape, n, normalize_columns)

@@ -143,8 +143,9 @@ def apply_rescaling(
 def rescale_layer_pair(
     space: ParamSpace, theta: torch.Tensor, layer: int = 0, factor: float = 4.0
 ) -> torch.Tensor:
-    """Scale dense layer ``layer`` (weights and bias) by ``factor`` and the next one's weights
-    by ``1/factor``: the same function for ReLU networks, a different point in θ.
+    """Scale dense layer ``layer`` (weights, bias) by ``factor``, the next one's weights by ``1/factor``.
+
+    For ReLU networks this is the same function at a different point θ.
 
     Example:
         >>> from landscape.experiments.models import mlp
