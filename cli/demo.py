@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from landscape.cli.app import app
 from landscape.cli.common import (
     LoadOptions,
@@ -16,7 +17,6 @@ from landscape.cli.common import (
     progress_bars,
 )
 from landscape.cli.scan import build_scan_config, print_summary, scan_checkpoint
-
 from landscape.experiments.demo import train_demo_model
 from landscape.io.rundir import default_run_dir
 

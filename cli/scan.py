@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
 from landscape.cli.app import app
 from landscape.cli.common import (
     BatchSizeOpt,
@@ -31,11 +32,13 @@ from landscape.cli.common import (
     progress_bars,
     run_name,
 )
-
+from landscape.cli.launch import create_run, distributed_context
+from landscape.engine.distributed import is_main_process
+from landscape.engine.memory import measure_peak_memory
 from landscape.errors import ConfigError
 from landscape.experiments.scan import ScanConfig, run_scan
 from landscape.io.presets import load_preset
-from landscape.io.rundir import RunDir, default_run_dir
+from landscape.io.rundir import default_run_dir
 
 _VOLATILE = ("out", "overwrite", "resume", "quiet", "figures")
 
@@ -132,16 +135,31 @@ def scan_checkpoint(
     quiet: bool = False,
     figures: bool = True,
 ) -> tuple[Path, dict[str, Any]]:
-    """Load, scan, render figures and return ``(run_dir, summary)``."""
-    with progress_bars(quiet) as prog:
-        bundle, loaded = load_bundle(opts)
-        out_dir = out or default_run_dir(run_name(opts.checkpoint))
-        config = {"command": "scan", **opts.to_config(loaded), "scan": cfg.to_dict()}
-        run = RunDir.create(
-            out_dir, config, overwrite=overwrite, resume=resume, compare_keys=_same_run
-        )
-        summary = run_scan(bundle, run, cfg, progress=prog)
-    if figures:
+    """Load, scan, render figures and return ``(run_dir, summary)``.
+
+    Under ``torchrun`` every rank scans its share and rank 0 alone writes and draws.
+    """
+    ctx = distributed_context(opts)
+    try:
+        with progress_bars(quiet or not ctx.is_main) as prog:
+            bundle, loaded = load_bundle(opts)
+            out_dir = ctx.broadcast_object(out or default_run_dir(run_name(opts.checkpoint)))
+            config = {"command": "scan", **opts.to_config(loaded), "scan": cfg.to_dict()}
+            run = create_run(
+                ctx, out_dir, config, overwrite=overwrite, resume=resume, compare_keys=_same_run
+            )
+            summary, peak = measure_peak_memory(
+                lambda: run_scan(bundle, run, cfg, progress=prog, context=ctx), bundle.device
+            )
+            peak = ctx.max_int(peak)
+            if ctx.is_main:
+                extra: dict[str, Any] = {"peak_memory_bytes": peak}
+                if ctx.is_distributed:
+                    extra["distributed"] = {"world_size": ctx.world_size, "backend": ctx.backend}
+                summary = run.update_summary(extra)
+    finally:
+        ctx.shutdown()
+    if figures and ctx.is_main:
         try:
             import landscape.viz as viz
         except ImportError:  # pragma: no cover - viz ships with the package
@@ -237,4 +255,5 @@ def scan(
     run_dir, summary = scan_checkpoint(
         opts, cfg, out, overwrite=overwrite, resume=resume, quiet=quiet, figures=figures
     )
-    print_summary(summary, run_dir)
+    if is_main_process():
+        print_summary(summary, run_dir)

@@ -9,7 +9,7 @@ from landscape.experiments.models import mlp, tiny_cnn
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+torch.set_num_threads(1)
 
 
 @pytest.fixture()

@@ -7,20 +7,38 @@ by chunk and divided by the number of samples, so the chunk size never changes a
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
-from landscape.io.model_bundle import ModelBundle
+from landscape.errors import ConfigError, DataError
+from landscape.io.model_bundle import ModelBundle, set_eval
 
-_NORM_TYPES = (
+_NORM_TYPES: tuple[type, ...] = (
     nn.modules.batchnorm._NormBase,
     nn.GroupNorm,
     nn.LayerNorm,
     nn.LocalResponseNorm,
-)
+) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+_NORM_NAMES = {t.__name__ for t in _NORM_TYPES} | {
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "SyncBatchNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
+}
+
+
+def _type_name(module: nn.Module | None) -> str:
+    """Class name of a module; TorchScript modules report their original class."""
+    if module is None:
+        return ""
+    return str(getattr(module, "original_name", None) or type(module).__name__)
 
 
 @dataclass(frozen=True)
@@ -51,7 +69,9 @@ class ParamInfo:
 
 
 def _role(module: nn.Module | None, pname: str, shape: tuple[int, ...]) -> str:
-    if module is not None and isinstance(module, _NORM_TYPES):
+    if module is not None and (
+        isinstance(module, _NORM_TYPES) or _type_name(module) in _NORM_NAMES
+    ):
         return "norm"
     if len(shape) <= 1:
         return "bias"
@@ -61,8 +81,21 @@ def _role(module: nn.Module | None, pname: str, shape: tuple[int, ...]) -> str:
 class ParamSpace:
     """The trainable parameters of a bundle's model as one flat vector.
 
+    Parameters with ``requires_grad=False`` are not part of θ: they are passed to the
+    model as constants, like buffers. Buffers (BatchNorm running statistics) are explicit
+    copies and the model runs in eval mode, so a loss never depends on how the data is
+    chunked. Nothing here changes the bundle's module or the caller's model.
+
+    TorchScript models (which ``torch.func.functional_call`` rejects) take a separate
+    path: for each evaluation the private copy's parameters are set to views of θ, so
+    ``forward``, ``loss`` and ``grad_graph`` are differentiable in θ all the same and
+    Hessian-vector products are reverse-over-reverse.
+
     Args:
         bundle: the model, data and loss.
+
+    Raises:
+        ConfigError: if the model has no trainable floating-point parameters.
 
     Example:
         >>> from landscape.io.data import load_data
@@ -75,7 +108,8 @@ class ParamSpace:
     def __init__(self, bundle: ModelBundle) -> None:
         self.bundle = bundle
         module = bundle.module
-        self.scripted = bundle.scripted
+        set_eval(module)
+        self.scripted = bundle.scripted or isinstance(module, torch.jit.ScriptModule)
         modules = dict(module.named_modules())
         infos: list[ParamInfo] = []
         flat: list[torch.Tensor] = []
@@ -94,28 +128,31 @@ class ParamSpace:
                     offset,
                     p.numel(),
                     _role(owner, name, shape),
-                    type(owner).__name__ if owner is not None else "",
+                    _type_name(owner),
                 )
             )
             flat.append(p.detach().reshape(-1))
             offset += p.numel()
+        if offset == 0:
+            raise ConfigError(
+                "the model has no trainable floating-point parameters (all frozen or none);"
+                " set requires_grad=True on the parameters to analyse."
+            )
         self.infos: tuple[ParamInfo, ...] = tuple(infos)
         self.dim = offset
         self.device = bundle.device
         self.dtype = bundle.dtype
-        self.theta0 = (
-            torch.cat(flat).clone()
-            if flat
-            else torch.zeros(0, device=self.device, dtype=self.dtype)
-        )
+        self.theta0 = torch.cat(flat).detach().clone()
         self.buffers = {k: v.detach().clone() for k, v in module.named_buffers()}
         self.buffers.update(frozen)
-        self._leaves: list[torch.Tensor] | None = None
+        self._scripted_slots: list[tuple[nn.Module, str, torch.Tensor]] = []
         if self.scripted:
-            named = dict(module.named_parameters())
-            self._leaves = [named[i.name] for i in self.infos]
-            for t in self._leaves:
-                t.requires_grad_(True)
+            for info in self.infos:
+                path, _, leaf = info.name.rpartition(".")
+                owner = module
+                for part in path.split(".") if path else []:
+                    owner = getattr(owner, part)
+                self._scripted_slots.append((owner, leaf, getattr(owner, leaf)))
 
     # -- layout ---------------------------------------------------------------
     @property
@@ -125,11 +162,18 @@ class ParamSpace:
 
     def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         """Split θ into named tensors (views, differentiable)."""
+        self._check_theta(theta)
         return {i.name: theta[i.slice].view(i.shape) for i in self.infos}
 
     def flatten(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
         """Concatenate named tensors (same names and shapes as θ) into a flat vector."""
         return torch.cat([tensors[i.name].reshape(-1) for i in self.infos])
+
+    def _check_theta(self, theta: torch.Tensor) -> None:
+        if theta.dim() != 1 or theta.shape[0] != self.dim:
+            raise ConfigError(
+                f"θ must be a vector of {self.dim} parameters, got shape {tuple(theta.shape)}."
+            )
 
     # -- evaluation -----------------------------------------------------------
     def chunks(
@@ -142,20 +186,37 @@ class ParamSpace:
 
     def num_samples(self, split: str = "train") -> int:
         """Number of samples in a split."""
+        if split not in ("train", "test"):
+            raise ConfigError(f"unknown split {split!r}; use 'train' or 'test'.")
         d = self.bundle.data
         return d.num_train if split == "train" else d.num_test
 
-    def _set_scripted(self, theta: torch.Tensor) -> None:
-        assert self._leaves is not None
-        with torch.no_grad():
-            for leaf, info in zip(self._leaves, self.infos, strict=True):
-                leaf.copy_(theta[info.slice].view(info.shape))
+    def _nonempty(self, split: str) -> int:
+        n = self.num_samples(split)
+        if n == 0:
+            raise DataError(
+                f"the {split} split is empty; give data with a {split} split"
+                " (e.g. --test-fraction 0.2)."
+            )
+        return n
+
+    @contextmanager
+    def _scripted_params(self, theta: torch.Tensor) -> Iterator[None]:
+        """Set the scripted copy's parameters to views of θ for the duration of a call."""
+        try:
+            for (owner, leaf, _), info in zip(self._scripted_slots, self.infos, strict=True):
+                setattr(owner, leaf, theta[info.slice].view(info.shape))
+            yield
+        finally:
+            for owner, leaf, original in self._scripted_slots:
+                setattr(owner, leaf, original)
 
     def forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Model outputs at θ. Differentiable in θ except for TorchScript models."""
+        """Model outputs at θ, differentiable in θ."""
+        self._check_theta(theta)
         if self.scripted:
-            self._set_scripted(theta.detach())
-            return self.bundle.module(x)
+            with self._scripted_params(theta):
+                return self.bundle.module(x)
         params = self.unflatten(theta)
         params.update(self.buffers)
         return functional_call(self.bundle.module, params, (x,), strict=False)
@@ -165,9 +226,9 @@ class ParamSpace:
         return self.bundle.loss.chunk_sum(self.forward(theta, x), y)
 
     def loss(self, theta: torch.Tensor | None = None, split: str = "train") -> torch.Tensor:
-        """Mean loss over a split at θ (a 0-d tensor; differentiable unless TorchScript)."""
+        """Mean loss over a split at θ (a 0-d tensor, differentiable in θ)."""
         theta = self.theta0 if theta is None else theta
-        n = self.num_samples(split)
+        n = self._nonempty(split)
         total = torch.zeros((), device=self.device, dtype=self.dtype)
         for x, y in self.chunks(split):
             total = total + self.chunk_loss_sum(theta, x, y)
@@ -177,35 +238,41 @@ class ParamSpace:
     def evaluate(
         self, theta: torch.Tensor | None = None, split: str = "train"
     ) -> tuple[float, float]:
-        """Return ``(mean loss, accuracy)`` at θ; accuracy is NaN for regression losses."""
+        """Return ``(mean loss, accuracy)`` at θ.
+
+        Accuracy is NaN for regression losses or non-integer targets; both are NaN for an
+        empty split.
+        """
         theta = self.theta0 if theta is None else theta
         n = self.num_samples(split)
         if n == 0:
             return float("nan"), float("nan")
-        total = 0.0
+        total = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = 0
-        classification = self.bundle.loss.classification
+        counted = self.bundle.loss.classification
         for x, y in self.chunks(split):
             out = self.forward(theta, x)
-            total += float(self.bundle.loss.chunk_sum(out, y))
-            if classification and out.dim() >= 2 and not y.is_floating_point():
+            total += self.bundle.loss.chunk_sum(out, y).to(torch.float64)
+            if counted and out.dim() >= 2 and not y.is_floating_point():
                 correct += int((out.argmax(dim=-1) == y).sum())
-        acc = correct / n if classification else float("nan")
-        return total / n, acc
+            else:
+                counted = False
+        acc = correct / n if counted else float("nan")
+        return float(total) / n, acc
 
     def value_and_grad(
         self, theta: torch.Tensor | None = None, split: str = "train"
     ) -> tuple[float, torch.Tensor]:
         """Mean loss and its gradient with respect to θ, streamed over chunks."""
         theta = self.theta0 if theta is None else theta
-        n = self.num_samples(split)
-        total = 0.0
-        grad = torch.zeros_like(theta)
+        n = self._nonempty(split)
+        total = torch.zeros((), device=self.device, dtype=torch.float64)
+        grad = torch.zeros_like(theta, dtype=self.dtype)
         for x, y in self.chunks(split):
             loss, g, _ = self.grad_graph(theta, x, y, create_graph=False)
-            total += float(loss)
+            total += loss.to(torch.float64)
             grad += g.detach()
-        return total / n, grad / n
+        return float(total) / n, grad / n
 
     def grad_graph(
         self,
@@ -218,17 +285,11 @@ class ParamSpace:
         """Chunk loss sum, its flat gradient and the leaves it was taken against.
 
         With ``create_graph=True`` the gradient keeps its graph, so that
-        ``torch.autograd.grad(g @ v, leaves)`` is the Hessian-vector product of the chunk.
-        This is the path TorchScript models use.
+        ``torch.autograd.grad(g, leaves, grad_outputs=v)`` is the Hessian-vector product of
+        the chunk (reverse-over-reverse; also for TorchScript models). The leaf is a fresh
+        detached copy of θ, so cached graphs never see later changes.
         """
-        if self.scripted:
-            self._set_scripted(theta.detach())
-            leaves = list(self._leaves or [])
-            with torch.enable_grad():
-                loss = self.bundle.loss.chunk_sum(self.bundle.module(x), y)
-                gs = torch.autograd.grad(loss, leaves, create_graph=create_graph)
-            return loss.detach(), torch.cat([g.reshape(-1) for g in gs]), leaves
-        leaf = theta.detach().requires_grad_(True)
+        leaf = theta.detach().clone().requires_grad_(True)
         with torch.enable_grad():
             loss = self.chunk_loss_sum(leaf, x, y)
             (g,) = torch.autograd.grad(loss, leaf, create_graph=create_graph)

@@ -7,6 +7,7 @@ finished stages.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import time
 from collections.abc import Callable
@@ -15,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from landscape.engine import CurvatureOperator, ParamSpace
+from landscape.engine.distributed import DataParallel, DistributedContext
 from landscape.errors import ConfigError
+from landscape.experiments.sharded_surface import sharded_quick_surface
 from landscape.io.model_bundle import ModelBundle
 from landscape.io.rundir import RunDir, versions
 from landscape.progress import Progress
@@ -99,14 +101,20 @@ def run_scan(
     config: ScanConfig,
     *,
     progress: Progress | None = None,
+    context: DistributedContext | None = None,
 ) -> dict[str, Any]:
     """Scan one checkpoint into ``run`` and return its summary.
+
+    Under torchrun (``context`` distributed) the loss and every curvature product are
+    data-parallel over the ranks' shards, every rank gets the same numbers, and only
+    rank 0 writes and reports progress.
 
     Args:
         bundle: model, data and loss.
         run: the run directory (created by the caller).
         config: what to compute.
         progress: progress reporter.
+        context: distributed context (default: the current process group, if any).
 
     Returns:
         The summary dictionary (as written to ``summary.json``).
@@ -134,10 +142,13 @@ def run_scan(
     )
 
     config.validate()
+    dp = DataParallel(bundle, context)
+    run = dp.main_only(run)
+    progress = dp.progress(progress)
     summary = run.summary()
     done: list[str] = list(summary.get("stages_done", []))
     timing: dict[str, float] = dict(summary.get("timing", {}))
-    space = ParamSpace(bundle)
+    space = dp.space
     seed = config.seed
 
     def finish(stage: str, section: dict[str, Any], t0: float) -> None:
@@ -149,7 +160,7 @@ def run_scan(
 
     if "evaluate" not in done:
         t0 = time.perf_counter()
-        loss, acc = space.evaluate()
+        loss, acc = dp.evaluate()
         section: dict[str, Any] = {
             "name": run.path.name,
             "seed": seed,
@@ -170,13 +181,13 @@ def run_scan(
             "generalization_gap": None,
         }
         if bundle.data.has_test:
-            tl, ta = space.evaluate(split="test")
+            tl, ta = dp.evaluate(split="test")
             section.update(
                 test_loss=tl, test_accuracy=_finite_or_none(ta), generalization_gap=tl - loss
             )
         finish("evaluate", section, t0)
 
-    op = CurvatureOperator(space, strategy=config.strategy)
+    op = dp.operator(strategy=config.strategy)
     if "hessian" not in done:
         t0 = time.perf_counter()
         k = min(config.top_k, space.dim)
@@ -243,6 +254,8 @@ def run_scan(
 
     if config.surface and "surface" not in done:
         quick_surface = _optional("landscape.surface", "quick_surface")
+        if quick_surface is not None and dp.context.is_distributed:
+            quick_surface = functools.partial(sharded_quick_surface, context=dp.context)
         if quick_surface is not None:
             t0 = time.perf_counter()
             surf = quick_surface(

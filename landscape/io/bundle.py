@@ -6,6 +6,7 @@ A bundle is a ``torch.save`` of plain data (tensors, strings, numbers), so it lo
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from landscape.errors import ConfigError
 from landscape.io.checkpoint import BUNDLE_KEY, LoadedModel, load_model
 
 
@@ -32,8 +34,10 @@ def save(
     Args:
         model: the module; its state_dict is copied to the CPU, the module is untouched.
         path: destination file (``.pt``).
-        factory: ``MODULE:FACTORY`` that rebuilds the architecture.
-        factory_kwargs: JSON-like keyword arguments of the factory.
+        factory: ``MODULE:FACTORY`` that rebuilds the architecture. Loading calls a
+            factory outside ``landscape`` only when the user confirms it with ``--model``
+            or ``--trust-checkpoint``.
+        factory_kwargs: JSON keyword arguments of the factory.
         data: default ``--data`` for scans of this checkpoint.
         loss: default ``--loss``.
         meta: extra JSON-like information (training settings, metrics).
@@ -49,15 +53,33 @@ def save(
         True
     """
     path = Path(path)
+    if not isinstance(factory, str) or ":" not in factory:
+        raise ConfigError(
+            f"factory {factory!r} must name the architecture as MODULE:FACTORY, e.g."
+            " 'landscape.experiments.models:mlp'."
+        )
+    for what, value in (("factory_kwargs", factory_kwargs), ("meta", meta)):
+        try:
+            json.dumps(value or {}, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"{what} must hold only JSON values (numbers, strings, lists, dicts): {exc};"
+                " convert arrays and tensors with .tolist()."
+            ) from exc
+    for what, value in (("data", data), ("loss", loss)):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(
+                f"{what} must be a string such as 'digits', got {type(value).__name__}."
+            )
     sd = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     payload = {
         BUNDLE_KEY: 1,
         "factory": factory,
-        "factory_kwargs": dict(factory_kwargs or {}),
+        "factory_kwargs": json.loads(json.dumps(factory_kwargs or {})),
         "state_dict": sd,
         "data": data,
         "loss": loss,
-        "meta": dict(meta or {}),
+        "meta": json.loads(json.dumps(meta or {})),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -72,5 +94,15 @@ def save(
 
 
 def load_bundle(path: str | Path, *, trust: bool = False) -> LoadedModel:
-    """Load a bundle written by :func:`save` (see :func:`landscape.io.load_model`)."""
+    """Load a bundle written by :func:`save` (see :func:`landscape.io.load_model`).
+
+    Example:
+        >>> import tempfile
+        >>> from landscape.experiments.models import mlp
+        >>> p = save(mlp(4, 3, 2), tempfile.mktemp(suffix=".pt"),
+        ...          factory="landscape.experiments.models:mlp",
+        ...          factory_kwargs={"in_features": 4, "hidden": 3, "num_classes": 2})
+        >>> load_bundle(p).factory_kwargs["hidden"]
+        3
+    """
     return load_model(path, trust=trust)

@@ -6,7 +6,10 @@ model's device, so the whole dataset is never moved to the accelerator at once.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +22,7 @@ from landscape.errors import DataError
 from landscape.io.importing import resolve_object
 
 BUILTIN_DATASETS = ("digits", "mnist1d", "synthetic")
+MNIST1D_NUM_SAMPLES = 5000  # the published MNIST-1D: 4000 train + 1000 test sequences
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class DataSource:
         self, split: str = "train", batch_size: int | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(x, y)`` chunks of the chosen split in order."""
+        if split not in ("train", "test"):
+            raise DataError(f"unknown split {split!r}; use 'train' or 'test'.")
         x, y = (self.x_train, self.y_train) if split == "train" else (self.x_test, self.y_test)
         if x is None or y is None:
             return
@@ -93,6 +99,11 @@ class DataSource:
 
 
 def _as_tensor(a: Any, name: str) -> torch.Tensor:
+    """Tensor of a data array: float64 → float32, small ints → int64, uint8 inputs → float32.
+
+    ``uint8`` inputs are images: they become float32 with the same values (not rescaled),
+    so that the model's layers accept them; other integer inputs (token ids) stay integers.
+    """
     if isinstance(a, torch.Tensor):
         t = a.detach()
     else:
@@ -102,8 +113,14 @@ def _as_tensor(a: Any, name: str) -> torch.Tensor:
             raise DataError(f"data array {name!r} is not numeric ({exc}); store numbers.") from exc
     if t.dtype == torch.float64:
         t = t.float()
+    elif t.dtype == torch.uint8 and name.startswith("x"):
+        t = t.float()
     elif t.dtype in (torch.int32, torch.int16, torch.uint8, torch.int8):
         t = t.long()
+    elif not (t.is_floating_point() or t.dtype in (torch.int64, torch.bool) or t.is_complex()):
+        raise DataError(
+            f"data array {name!r} has dtype {t.dtype}; store numbers (floats or integers)."
+        )
     return t
 
 
@@ -120,25 +137,77 @@ def _split(
 
 
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """Return scikit-learn's digits as ``(N, 1, 8, 8)`` float32 images in [0, 1] and labels."""
-    from sklearn.datasets import load_digits
+    """Return scikit-learn's digits as ``(1797, 1, 8, 8)`` float32 images in [0, 1] and labels.
 
-    d = load_digits()
-    x = (d.images / 16.0).astype(np.float32)[:, None, :, :]
-    return x, d.target.astype(np.int64)
+    Example:
+        >>> x, y = digits_arrays()
+        >>> x.shape, int(y.max())
+        ((1797, 1, 8, 8), 9)
+    """
+    x, y = _digits_cached()
+    return x.copy(), y.copy()
 
 
-def mnist1d_arrays(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Generate MNIST-1D offline (cached under ``~/.cache/landscape``).
+@functools.lru_cache(maxsize=1)
+def _digits_cached() -> tuple[np.ndarray, np.ndarray]:
+    # Read scikit-learn's bundled CSV directly: importing sklearn.datasets costs seconds.
+    spec = importlib.util.find_spec("sklearn")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for loc in locations:
+        csv = Path(loc) / "datasets" / "data" / "digits.csv.gz"
+        if csv.is_file():
+            data = np.loadtxt(csv, delimiter=",")
+            images, target = data[:, :-1], data[:, -1]
+            break
+    else:
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError as exc:
+            raise DataError(
+                "--data digits needs scikit-learn; install it with `pip install scikit-learn`."
+            ) from exc
+        d = load_digits()
+        images, target = d.data, d.target
+    x = (images / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+    return x, target.astype(np.int64)
+
+
+def cache_dir() -> Path:
+    """Where generated datasets are cached: ``$LANDSCAPE_CACHE`` or ``~/.cache/landscape``."""
+    env = os.environ.get("LANDSCAPE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "landscape"
+
+
+def mnist1d_arrays(
+    seed: int = 42, num_samples: int = 5000
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Generate MNIST-1D offline with the ``mnist1d`` package, cached under :func:`cache_dir`.
+
+    The defaults are the package's own (the published dataset: 4000 train and 1000 test
+    sequences of length 40). Generation does not disturb the global random state.
+
+    Args:
+        seed: the generator's seed.
+        num_samples: train plus test samples (split 80/20 by the package).
 
     Returns:
-        ``x_train (N, 40), y_train, x_test, y_test``.
+        ``x_train (N, 40) float32, y_train int64, x_test, y_test``.
+
+    Example:
+        >>> x, y, xt, yt = mnist1d_arrays(num_samples=100)  # doctest: +SKIP
+        >>> x.shape, xt.shape  # doctest: +SKIP
+        ((80, 40), (20, 40))
     """
-    cache = Path(os.environ.get("LANDSCAPE_CACHE", Path.home() / ".cache" / "landscape"))
-    path = cache / f"mnist1d-seed{seed}.npz"
+    if num_samples < 10:
+        raise DataError(f"mnist1d needs at least 10 samples (one per class), got {num_samples}.")
+    cache = cache_dir()
+    path = cache / f"mnist1d-seed{seed}-n{num_samples}.npz"
     if path.is_file():
-        with np.load(path) as z:
-            return z["x"], z["y"], z["x_test"], z["y_test"]
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return z["x"], z["y"], z["x_test"], z["y_test"]
+        except Exception:  # noqa: BLE001 - a damaged cache file is regenerated
+            pass
     try:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError as exc:
@@ -146,19 +215,35 @@ def mnist1d_arrays(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
             "--data mnist1d needs the mnist1d package; install it with"
             " `pip install 'landscape-geometry[mnist1d]'`."
         ) from exc
+    import random
+
     args = get_dataset_args()
     args.seed = seed
-    d = make_dataset(args)
+    args.num_samples = num_samples
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        d = make_dataset(args)
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
     out = (
-        d["x"].astype(np.float32),
-        d["y"].astype(np.int64),
-        d["x_test"].astype(np.float32),
-        d["y_test"].astype(np.int64),
+        np.asarray(d["x"], dtype=np.float32),
+        np.asarray(d["y"], dtype=np.int64),
+        np.asarray(d["x_test"], dtype=np.float32),
+        np.asarray(d["y_test"], dtype=np.int64),
     )
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, x=out[0], y=out[1], x_test=out[2], y_test=out[3])
-    os.replace(tmp, path)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache, prefix=f".{path.stem}.", suffix=".npz")
+        os.close(fd)
+        try:
+            np.savez(tmp, x=out[0], y=out[1], x_test=out[2], y_test=out[3])
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError:
+        pass  # an unwritable cache only costs regeneration next time
     return out
 
 
@@ -183,26 +268,71 @@ def _from_mapping(m: dict[str, Any], name: str) -> tuple[Any, Any, Any, Any]:
     return m["x"], m["y"], m.get("x_test"), m.get("y_test")
 
 
+def _batch_xy(batch: Any, name: str) -> tuple[Any, Any]:
+    if isinstance(batch, dict):
+        missing = [k for k in ("x", "y") if k not in batch]
+        if missing:
+            raise DataError(
+                f"{name} yields dict batches without {missing[0]!r} (found:"
+                f" {', '.join(sorted(map(str, batch)))}); use keys 'x' and 'y'."
+            )
+        return batch["x"], batch["y"]
+    if isinstance(batch, tuple | list) and len(batch) >= 2:
+        return batch[0], batch[1]
+    raise DataError(
+        f"{name} yields {type(batch).__name__} items; yield (x, y) pairs or dicts with 'x', 'y'."
+    )
+
+
+def _stack(items: list[Any], what: str, name: str) -> torch.Tensor:
+    try:
+        return torch.stack([torch.as_tensor(np.asarray(i)) for i in items])
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(
+            f"{name}: the {what} of its samples cannot be stacked into one tensor ({exc});"
+            " give every sample the same shape."
+        ) from exc
+
+
+def _cat(items: list[Any], what: str, name: str) -> torch.Tensor:
+    try:
+        return torch.cat([torch.as_tensor(np.asarray(i)) for i in items])
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(
+            f"{name}: the {what} of its batches cannot be concatenated ({exc}); give every"
+            " batch the same per-sample shape."
+        ) from exc
+
+
 def _from_user_object(obj: Any, name: str) -> tuple[Any, Any, Any, Any]:
-    from torch.utils.data import DataLoader, Dataset
+    from torch.utils.data import DataLoader, Dataset, IterableDataset
 
     if isinstance(obj, dict):
         return _from_mapping(obj, name)
     if isinstance(obj, tuple | list) and len(obj) in (2, 4):
         if len(obj) == 2:
             return obj[0], obj[1], None, None
-        return tuple(obj)  # type: ignore[return-value]
+        return obj[0], obj[1], obj[2], obj[3]
     if isinstance(obj, DataLoader):
         xs, ys = [], []
         for batch in obj:
-            xs.append(batch[0])
-            ys.append(batch[1])
-        return torch.cat(xs), torch.cat(ys), None, None
-    if isinstance(obj, Dataset):
-        items = [obj[i] for i in range(len(obj))]  # type: ignore[arg-type]
+            x, y = _batch_xy(batch, name)
+            xs.append(x)
+            ys.append(y)
+        if not xs:
+            raise DataError(f"data {name!r} is empty; give at least one sample.")
+        return _cat(xs, "inputs", name), _cat(ys, "targets", name), None, None
+    if isinstance(obj, Dataset | IterableDataset):
+        if isinstance(obj, IterableDataset) or not hasattr(obj, "__len__"):
+            items = list(iter(obj))
+        else:
+            items = [obj[i] for i in range(len(obj))]  # type: ignore[arg-type]
+        if not items:
+            raise DataError(f"data {name!r} is empty; give at least one sample.")
+        pairs = [_batch_xy(i, name) for i in items]
         return (
-            torch.stack([torch.as_tensor(i[0]) for i in items]),
-            torch.as_tensor(np.asarray([np.asarray(i[1]) for i in items])),
+            _stack([p[0] for p in pairs], "inputs", name),
+            _stack([p[1] for p in pairs], "targets", name),
             None,
             None,
         )
@@ -210,6 +340,29 @@ def _from_user_object(obj: Any, name: str) -> tuple[Any, Any, Any, Any]:
         f"{name} returned {type(obj).__name__}; return a Dataset, DataLoader, (x, y) tensors"
         " or a dict with 'x' and 'y'."
     )
+
+
+def _check_pair(x: torch.Tensor, y: torch.Tensor, spec: str, what: str) -> None:
+    if x.dim() == 0 or y.dim() == 0:
+        raise DataError(
+            f"data {spec!r}: {what} inputs and targets must have a sample dimension first;"
+            " give arrays of shape (N, ...)."
+        )
+    if x.shape[0] == 0:
+        raise DataError(f"data {spec!r} has no {what} samples (it is empty); give at least one.")
+    if x.shape[0] != y.shape[0]:
+        raise DataError(
+            f"data {spec!r} has {x.shape[0]} {what} inputs but {y.shape[0]} targets;"
+            " they must match."
+        )
+    if x.is_floating_point() or x.is_complex():
+        bad = int((~torch.isfinite(x)).sum())
+        if bad:
+            raise DataError(
+                f"data {spec!r} contains {bad} NaN or Inf {what} input value(s); clean the data."
+            )
+    if y.is_floating_point() and not torch.isfinite(y).all():
+        raise DataError(f"data {spec!r} contains NaN or Inf {what} targets; clean the data.")
 
 
 def load_data(
@@ -223,7 +376,9 @@ def load_data(
     """Load a dataset by name, file or factory.
 
     Args:
-        spec: ``digits``, ``mnist1d``, ``synthetic``, a ``.npz`` file with arrays ``x``, ``y``
+        spec: ``digits`` (1797 8×8 images), ``mnist1d`` (its own 4000/1000 split, so
+            ``seed`` and ``test_fraction`` do not apply), ``synthetic``, a ``.npz`` file
+            with arrays ``x``, ``y``
             (and optional ``x_test``, ``y_test``), a ``.pt`` dict of tensors, or
             ``MODULE:FUNCTION`` returning a Dataset, DataLoader, tensors or a dict.
         max_samples: cap on training (and test) samples.
@@ -245,63 +400,84 @@ def load_data(
         raise DataError(f"--batch-size must be positive, got {batch_size}.")
     if max_samples is not None and max_samples <= 0:
         raise DataError(f"--max-samples must be positive, got {max_samples}.")
+    if not 0.0 <= test_fraction < 1.0:
+        raise DataError(f"--test-fraction must be in [0, 1), got {test_fraction}.")
     xt: Any = None
     yt: Any = None
-    key = spec.lower()
+    key = spec.strip().lower()
     if key == "digits":
         x, y = digits_arrays()
     elif key == "mnist1d":
-        x, y, xt, yt = mnist1d_arrays(seed=0)
+        x, y, xt, yt = mnist1d_arrays(num_samples=MNIST1D_NUM_SAMPLES)
     elif key == "synthetic":
         x, y = synthetic_arrays(seed=seed)
     else:
-        path = Path(spec).expanduser()
-        if path.suffix in {".npz", ".pt", ".pth"}:
-            if not path.is_file():
-                raise DataError(f"data file {spec} does not exist; check the path.")
-            if path.suffix == ".npz":
-                try:
-                    with np.load(path, allow_pickle=False) as z:
-                        x, y, xt, yt = _from_mapping({k: z[k] for k in z.files}, spec)
-                except DataError:
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    raise DataError(f"cannot read {spec} as .npz ({exc}); re-save it.") from exc
-            else:
-                try:
-                    obj = torch.load(path, map_location="cpu", weights_only=True)
-                except Exception as exc:  # noqa: BLE001
-                    raise DataError(
-                        f"cannot read {spec} as a dict of tensors ({type(exc).__name__});"
-                        " save a dict like {'x': X, 'y': Y} with torch.save."
-                    ) from exc
-                if not isinstance(obj, dict):
-                    raise DataError(
-                        f"{spec} holds {type(obj).__name__}; save a dict with 'x', 'y'."
-                    )
-                x, y, xt, yt = _from_mapping(obj, spec)
-        elif ":" in spec:
-            fn = resolve_object(spec, "--data")
-            obj = fn() if callable(fn) else fn
-            x, y, xt, yt = _from_user_object(obj, spec)
-        else:
-            raise DataError(
-                f"unknown data {spec!r}; use digits, mnist1d, synthetic, a .npz/.pt file"
-                " or MODULE:FUNCTION."
-            )
+        x, y, xt, yt = _load_external(spec)
     x_t, y_t = _as_tensor(x, "x"), _as_tensor(y, "y")
-    if x_t.shape[0] == 0:
-        raise DataError(f"data {spec!r} is empty; give at least one sample.")
-    if x_t.shape[0] != y_t.shape[0]:
-        raise DataError(
-            f"data {spec!r} has {x_t.shape[0]} inputs but {y_t.shape[0]} targets; they must match."
-        )
-    if not torch.isfinite(x_t.float()).all():
-        raise DataError(f"data {spec!r} contains NaN or Inf inputs; clean the data.")
+    _check_pair(x_t, y_t, spec, "")
+    if (xt is None) != (yt is None):
+        raise DataError(f"data {spec!r} has only one of x_test / y_test; give both or neither.")
     if xt is None:
         x_tr, y_tr, x_te, y_te = _split(x_t, y_t, test_fraction, seed)
     else:
         x_tr, y_tr = x_t, y_t
         x_te, y_te = _as_tensor(xt, "x_test"), _as_tensor(yt, "y_test")
+        _check_pair(x_te, y_te, spec, "test")
+        if tuple(x_te.shape[1:]) != tuple(x_tr.shape[1:]):
+            raise DataError(
+                f"data {spec!r}: test inputs have shape {tuple(x_te.shape[1:])} per sample but"
+                f" training inputs {tuple(x_tr.shape[1:])}; they must match."
+            )
     src = DataSource(spec, x_tr, y_tr, x_te, y_te, batch_size=batch_size)
     return src.subset(max_samples)
+
+
+def _load_external(spec: str) -> tuple[Any, Any, Any, Any]:
+    """Arrays from a ``.npz`` / ``.pt`` file or a ``MODULE:FUNCTION`` reference."""
+    path = Path(spec).expanduser()
+    if path.suffix.lower() in {".npz", ".pt", ".pth"}:
+        if not path.is_file():
+            raise DataError(f"data file {spec} does not exist; check the path.")
+        if path.suffix.lower() == ".npz":
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    return _from_mapping({k: z[k] for k in z.files}, spec)
+            except DataError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise DataError(
+                    f"cannot read {spec} as .npz ({type(exc).__name__}); re-save it with"
+                    " numpy.savez(path, x=X, y=Y)."
+                ) from exc
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001
+            raise DataError(
+                f"cannot read {spec} as a dict of tensors ({type(exc).__name__});"
+                " save a dict like {'x': X, 'y': Y} with torch.save."
+            ) from exc
+        if not isinstance(obj, dict):
+            raise DataError(f"{spec} holds {type(obj).__name__}; save a dict with 'x', 'y'.")
+        return _from_mapping(obj, spec)
+    if ":" in spec:
+        fn = resolve_object(spec, "--data")
+        try:
+            obj = fn() if callable(fn) else fn
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - user code can raise anything
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(
+                f"--data {spec!r} failed ({type(exc).__name__}: {first[:160]}); it must"
+                " take no arguments and return the data."
+            ) from exc
+        return _from_user_object(obj, spec)
+    if path.exists():
+        raise DataError(
+            f"data file {spec} has an unsupported type; save it as .npz with arrays x, y"
+            " (numpy.savez) or as a .pt dict of tensors."
+        )
+    raise DataError(
+        f"unknown data {spec!r}; use digits, mnist1d, synthetic, a .npz/.pt file"
+        " or MODULE:FUNCTION."
+    )

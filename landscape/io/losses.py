@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from landscape.errors import ConfigError
 from landscape.io.importing import resolve_object
@@ -38,10 +39,16 @@ def _cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if not y.is_floating_point() and out.dim() == 2 and out.shape[-1] > 1 and y.dim() == 1:
+        # class labels against k outputs: squared error to the one-hot targets
+        if int(y.min()) < 0 or int(y.max()) >= out.shape[-1]:
+            raise ValueError(f"labels outside [0, {out.shape[-1] - 1}] for one-hot targets")
+        y = F.one_hot(y, out.shape[-1])
     if y.dim() == out.dim() - 1 and out.shape[-1] == 1:
         y = y.unsqueeze(-1)
-    if y.dtype != out.dtype:
-        y = y.to(out.dtype)
+    if tuple(y.shape) != tuple(out.shape):
+        raise ValueError(f"targets of shape {tuple(y.shape)} vs outputs {tuple(out.shape)}")
+    y = y.to(out.dtype)
     diff = (out - y).reshape(out.shape[0], -1)
     return 0.5 * (diff**2).sum(dim=1)
 
@@ -51,18 +58,45 @@ def _wrap_user(fn: Callable[..., torch.Tensor]) -> PerSampleLoss:
 
     def per_sample(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         val = fn(out, y)
+        if not isinstance(val, torch.Tensor):
+            raise TypeError(f"the loss returned {type(val).__name__}, not a tensor")
         if val.dim() == 0:
             return val.expand(out.shape[0])
+        if val.shape[0] != out.shape[0]:
+            raise ValueError(
+                f"the loss returned shape {tuple(val.shape)} for {out.shape[0]} samples"
+            )
         return val.reshape(out.shape[0], -1).sum(dim=1)
 
     return per_sample
+
+
+def _user_callable(name: str) -> Callable[..., torch.Tensor]:
+    obj = resolve_object(name, "--loss")
+    if isinstance(obj, type) and issubclass(obj, nn.Module):
+        # a loss class such as torch.nn:CrossEntropyLoss: per-sample values if it can
+        try:
+            return obj(reduction="none")
+        except TypeError:
+            try:
+                return obj()
+            except Exception as exc:  # noqa: BLE001
+                raise ConfigError(
+                    f"--loss {name!r} cannot be built without arguments ({exc}); point it"
+                    " at a function(outputs, targets) instead."
+                ) from exc
+    if not callable(obj):
+        raise ConfigError(f"--loss {name!r} is not callable; point it at a function.")
+    return obj
 
 
 def resolve_loss(name: str | None, targets: torch.Tensor | None = None) -> LossSpec:
     """Build a :class:`LossSpec` from a name.
 
     ``mse`` is ``½‖f(x) − y‖²`` per sample (the Gaussian negative log-likelihood with σ = 1,
-    up to a constant). A user function may return per-sample losses or a batch mean.
+    up to a constant); integer class labels against ``k > 1`` outputs are compared with
+    their one-hot vectors. A user function may return per-sample losses or a batch mean;
+    a loss class (``torch.nn:CrossEntropyLoss``) is built with ``reduction="none"``.
 
     Args:
         name: ``cross_entropy``, ``mse``, ``MODULE:FUNCTION`` or ``None`` (inferred:
@@ -88,9 +122,7 @@ def resolve_loss(name: str | None, targets: torch.Tensor | None = None) -> LossS
     if key in {"mse", "squared_error", "l2"}:
         return LossSpec("mse", _mse, False)
     if ":" in name:
-        fn = resolve_object(name, "--loss")
-        if not callable(fn):
-            raise ConfigError(f"--loss {name!r} is not callable; point it at a function.")
+        fn = _user_callable(name)
         return LossSpec(
             name, _wrap_user(fn), targets is None or not targets.dtype.is_floating_point
         )

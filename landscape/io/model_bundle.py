@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,41 @@ def parse_device(name: str | None) -> torch.device | None:
     return dev
 
 
+def set_eval(module: nn.Module) -> nn.Module:
+    """Put ``module`` in eval mode (also ``torch.export`` modules, whose ``eval`` raises).
+
+    Example:
+        >>> set_eval(nn.Dropout()).training
+        False
+    """
+    try:
+        module.eval()
+    except NotImplementedError:  # torch.export modules: the traced mode is fixed anyway
+        for m in module.modules():
+            object.__setattr__(m, "training", False)
+    return module
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside ``torch.compile``, DataParallel and DDP wrappers.
+
+    Example:
+        >>> lin = nn.Linear(2, 2)
+        >>> unwrap(nn.DataParallel(lin)) is lin
+        True
+    """
+    for _ in range(4):
+        inner = getattr(model, "_orig_mod", None)  # torch.compile's OptimizedModule
+        if isinstance(inner, nn.Module) and type(model).__name__ == "OptimizedModule":
+            model = inner
+            continue
+        if isinstance(model, nn.DataParallel | nn.parallel.DistributedDataParallel):
+            model = model.module
+            continue
+        break
+    return model
+
+
 def _module_device_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
     for t in list(module.parameters()) + list(module.buffers()):
         if t.is_floating_point():
@@ -65,7 +101,8 @@ class ModelBundle:
         device: where the model runs.
         dtype: floating dtype of parameters and inputs.
         provenance: file hash, format, factory and so on.
-        scripted: whether the module is TorchScript (no ``torch.func`` support).
+        scripted: whether the module is TorchScript (``functional_call`` rejects it; the
+            engine sets its parameters to views of θ per call instead).
     """
 
     module: nn.Module
@@ -110,16 +147,37 @@ class ModelBundle:
             >>> b.loss.name
             'cross_entropy'
         """
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"expected a torch.nn.Module, got {type(model).__name__}.")
+        model = unwrap(model)
         dev0, dt0 = _module_device_dtype(model)
-        dev = torch.device(device) if isinstance(device, str) else (device or dev0)
+        dev = parse_device(device) if isinstance(device, str) else (device or dev0)
         dt = parse_dtype(dtype) if isinstance(dtype, str) else (dtype or dt0)
+        if dt is not None and not dt.is_floating_point:
+            raise ConfigError(f"--dtype must be a floating dtype, got {dt}.")
         if scripted is None:
             scripted = isinstance(model, torch.jit.ScriptModule)
-        private = copy.deepcopy(model)
+        flags = {n: p.requires_grad for n, p in model.named_parameters()}
+        try:
+            # no_grad: a ScriptModule's deepcopy would otherwise clone its parameters with
+            # autograd history, linking the copy's gradients to the caller's parameters.
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.fx deepcopy noise
+                private = copy.deepcopy(model)
+        except Exception as exc:  # noqa: BLE001 - arbitrary user modules
+            raise ConfigError(
+                f"cannot copy the model ({type(exc).__name__}: {exc}); landscape works on a"
+                " private copy, so the model must support copy.deepcopy (load it from a"
+                " checkpoint instead)."
+            ) from exc
+        for n, p in private.named_parameters():
+            p.grad = None
+            if n in flags and p.requires_grad != flags[n]:
+                p.requires_grad_(flags[n])
         private = private.to(device=dev)
         if dt != dt0:
             private = private.to(dtype=dt)
-        private.eval()
+        set_eval(private)
         spec = loss if isinstance(loss, LossSpec) else resolve_loss(loss, data.y_train)
         bundle = cls(private, data, spec, dev, dt, dict(provenance or {}), bool(scripted))
         if check:
@@ -136,11 +194,12 @@ class ModelBundle:
         """Run the model on two samples and check the loss is computable.
 
         Raises:
-            DataError: when the data shape does not fit the model, or labels are out of
-                range for the model's outputs.
+            DataError: when the data shape does not fit the model, labels are out of range
+                for the model's outputs, or the loss cannot compare outputs and targets.
         """
-        x = self.to_device(self.data.x_train[:2])
-        y = self.to_device(self.data.y_train[:2])
+        n = min(2, self.data.num_train)
+        x = self.to_device(self.data.x_train[:n])
+        y = self.to_device(self.data.y_train[:n])
         try:
             with torch.no_grad():
                 out = self.module(x)
@@ -155,21 +214,21 @@ class ModelBundle:
                 f"the model returns {type(out).__name__}, not a tensor; wrap it so forward"
                 " returns the logits/outputs."
             )
+        if out.dim() == 0 or out.shape[0] != n:
+            raise DataError(
+                f"the model maps a batch of {n} samples to outputs of shape {tuple(out.shape)};"
+                " its forward must keep the batch dimension first."
+            )
         if self.loss.classification and not y.is_floating_point():
-            ymax = int(self.data.y_train.max())
-            ymin = int(self.data.y_train.min())
-            if out.dim() < 2 or ymax >= out.shape[-1] or ymin < 0:
-                n_out = out.shape[-1] if out.dim() >= 2 else 1
-                raise DataError(
-                    f"labels range over [{ymin}, {ymax}] but the model has {n_out} outputs;"
-                    " check --data, or use --loss mse for regression targets."
-                )
-            if self.data.has_test and self.data.y_test is not None:
-                ymax_t = int(self.data.y_test.max())
-                if ymax_t >= out.shape[-1]:
+            n_out = out.shape[-1] if out.dim() >= 2 else 1
+            for split, ys in (("", self.data.y_train), ("test ", self.data.y_test)):
+                if ys is None or ys.numel() == 0:
+                    continue
+                ymin, ymax = int(ys.min()), int(ys.max())
+                if out.dim() < 2 or ymax >= n_out or ymin < 0:
                     raise DataError(
-                        f"test labels reach {ymax_t} but the model has {out.shape[-1]} outputs;"
-                        " check the test data."
+                        f"{split}labels range over [{ymin}, {ymax}] but the model has {n_out}"
+                        " outputs; check --data, or use --loss mse for regression targets."
                     )
         try:
             val = self.loss.per_sample(out, y)
@@ -179,5 +238,9 @@ class ModelBundle:
                 f"loss {self.loss.name!r} cannot compare outputs {tuple(out.shape)} with"
                 f" targets {tuple(y.shape)} ({msg[:120]}); check --loss and --data."
             ) from exc
-        if val.shape[0] != out.shape[0]:
-            raise DataError(f"loss {self.loss.name!r} must give one value per sample.")
+        if not isinstance(val, torch.Tensor) or val.dim() != 1 or val.shape[0] != n:
+            shape = tuple(val.shape) if isinstance(val, torch.Tensor) else type(val).__name__
+            raise DataError(
+                f"loss {self.loss.name!r} gave {shape} for a batch of {n}; it must give one"
+                " value per sample (or a batch mean)."
+            )

@@ -12,6 +12,7 @@ Layout::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -63,6 +64,12 @@ def _jsonable(obj: Any) -> Any:
         return str(obj)
     if hasattr(obj, "to_dict"):
         return _jsonable(obj.to_dict())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(dataclasses.asdict(obj))
+    if type(obj).__module__.startswith("torch") and hasattr(obj, "tolist"):
+        return _jsonable(obj.tolist())  # torch tensors
+    if isinstance(obj, set | frozenset):
+        return _jsonable(sorted(obj, key=str))
     return obj
 
 
@@ -147,10 +154,20 @@ class RunDir:
             raise RunDirError(f"--out {p} is a file; give a directory.")
         run = cls(p)
         key = compare_keys or (lambda c: c)
+        cfg = dict(config)
+        cfg.setdefault("format_version", FORMAT_VERSION)
         cfg_path = p / "config.json"
         if cfg_path.exists():
-            old = read_json(cfg_path)
-            same = key(_jsonable(old)) == key(_jsonable(config))
+            try:
+                old = read_json(cfg_path)
+            except RunDirError:
+                if not overwrite:
+                    raise RunDirError(
+                        f"--out {p} holds a damaged config.json; pass --overwrite to start"
+                        " this run over, or use a new --out."
+                    ) from None
+                old = None
+            same = old is not None and key(_jsonable(old)) == key(_jsonable(cfg))
             if resume and not same and not overwrite:
                 raise RunDirError(
                     f"--out {p} holds a run with a different configuration; use a new --out,"
@@ -164,12 +181,11 @@ class RunDir:
             if overwrite and not (resume and same):
                 for name in RUN_FILES:
                     (p / name).unlink(missing_ok=True)
-                for d in ("progress",):
-                    sub = p / d
-                    if sub.is_dir():
-                        for f in sub.iterdir():
-                            if f.is_file():
-                                f.unlink()
+                sub = p / "progress"
+                if sub.is_dir():
+                    for f in sub.iterdir():
+                        if f.is_file():
+                            f.unlink()
         elif p.exists() and any(p.iterdir()) and not overwrite:
             raise RunDirError(
                 f"--out {p} is a non-empty directory that is not a landscape run; choose an"
@@ -181,8 +197,6 @@ class RunDir:
             raise RunDirError(
                 f"cannot create --out {p} ({exc.strerror}); choose another path."
             ) from exc
-        cfg = dict(config)
-        cfg.setdefault("format_version", FORMAT_VERSION)
         write_json(cfg_path, cfg)
         return run
 
@@ -223,15 +237,35 @@ class RunDir:
         return summary
 
     def write_arrays(self, dataset: Any) -> None:
-        """Merge an ``xarray.Dataset`` into ``results.nc`` (new variables replace old)."""
+        """Merge an ``xarray.Dataset`` into ``results.nc`` and write it atomically.
+
+        Variables and coordinates of ``dataset`` replace those of the same name; other
+        stored variables are kept. A stored variable is dropped only when it lives on a
+        dimension whose size or coordinate values ``dataset`` changes. Attributes are
+        merged, new values winning.
+        """
         import xarray as xr
 
         if self.results_path.exists():
             with xr.open_dataset(self.results_path, engine="h5netcdf") as old:
                 old = old.load()
             keep = old.drop_vars([v for v in dataset.variables if v in old.variables])
-            keep = keep.drop_dims([d for d in dataset.dims if d in keep.dims])
-            merged = xr.merge([keep, dataset], compat="override", combine_attrs="override")
+            changed = []
+            for d in dataset.dims:
+                if d not in old.dims:
+                    continue
+                if old.sizes[d] != dataset.sizes[d]:
+                    changed.append(d)
+                elif d in old.coords and d in dataset.coords:
+                    if not np.array_equal(old[d].values, dataset[d].values):
+                        changed.append(d)
+            keep = keep.drop_dims([d for d in changed if d in keep.dims])
+            merged = xr.merge(
+                [keep, dataset], compat="override", join="outer", combine_attrs="override"
+            )
+            attrs = dict(old.attrs)
+            attrs.update(dataset.attrs)
+            merged.attrs = attrs
         else:
             merged = dataset
         atomic_write(
