@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import functional_call, vmap
 
 from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError
@@ -58,11 +58,11 @@ class LLCConfig:
     """
 
     step_size: float = 1e-4
-    localization: float = 100.0
+    localization: float = 10.0
     chains: int = 4
-    draws: int = 400
-    burn_in: int = 200
-    batch_size: int = 256
+    draws: int = 2000
+    burn_in: int = 500
+    batch_size: int = 512
     sigma: float = 1.0
     beta: float | None = None
     drift_tol: float = 0.25
@@ -183,7 +183,8 @@ def estimate_llc(
 ) -> LLCResult:
     """Estimate the local learning coefficient at θ by minibatch SGLD.
 
-    Chains run together (vmapped over θ) unless the model is TorchScript.
+    Chains run together (the forward pass vmapped over θ, one backward pass for all
+    chains) unless the model is TorchScript.
 
     Args:
         space: the parameter space (model, training data, loss).
@@ -241,11 +242,14 @@ def estimate_llc(
             out = functional_call(module, params, (xb,), strict=False)
             return loss_spec.chunk_sum(out, yb)
 
-        gv = vmap(grad_and_value(one), in_dims=(0, 0, 0), randomness="error")
+        many = vmap(one, in_dims=(0, 0, 0), randomness="error")
 
         def batched(th: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            gk, lk = gv(th, x_all[idx], y_all[idx])
-            return gk.detach(), lk.detach()
+            leaf = th.detach().requires_grad_(True)
+            with torch.enable_grad():
+                sums = many(leaf, x_all[idx], y_all[idx])
+                (gk,) = torch.autograd.grad(sums.sum(), leaf)
+            return gk.detach(), sums.detach()
 
     th = w_star.unsqueeze(0).repeat(c, 1)
     trace = np.full((c, cfg.draws), np.nan)

@@ -839,15 +839,21 @@ def make_verdicts(
             word = "supports"
         else:
             word = "contradicts"
-        direction = "rises" if rho > 0 else "falls"
         pred = "rise" if t["predicted_sign"] > 0 else "fall"
-        text = (
-            f"{t['label']} {direction} with label noise (ρ = {rho:.2f}, Holm p = {p:.3g},"
-            f" n = {t['n']}"
-        )
-        if np.isfinite(t.get("cohens_d", float("nan"))):
-            text += f", d = {t['cohens_d']:.2f} from lowest to highest noise"
-        text += f"); the claim predicts it should {pred}."
+        if np.isfinite(rho):
+            direction = "rises" if rho > 0 else "falls"
+            text = (
+                f"{t['label']} {direction} with label noise (ρ = {rho:.2f}, Holm p = {p:.3g},"
+                f" n = {t['n']}"
+            )
+            if np.isfinite(t.get("cohens_d", float("nan"))):
+                text += f", d = {t['cohens_d']:.2f} from lowest to highest noise"
+            text += f"); the claim predicts it should {pred}."
+        else:
+            text = (
+                f"{t['label']}: no variation to test (constant within widths, or too few"
+                f" values); the claim predicts it should {pred}."
+            )
         if gap is not None and np.isfinite(gap["rho"]):
             text += (
                 f" With the generalization gap: ρ = {gap['rho']:.2f}"
