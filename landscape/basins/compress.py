@@ -8,7 +8,8 @@ from ``L(θ)`` to at most ``L(θ) + Δ``):
   to zero. Found on a grid of ``p`` then refined by bisection below the first grid point
   that breaks the budget.
 * **Quantization bits**: the fewest bits ``b`` (1…16) of symmetric uniform per-tensor
-  quantization (``2^b − 1`` levels over ``[−max|w|, max|w|]``) of every parameter.
+  quantization (``2^b − 1`` levels over ``[−max|w|, max|w|]``; one bit means the two levels
+  ``±max|w|``) of every parameter.
 * **Description length** (bits): a two-part code for the pruned-then-quantized network.
   After pruning at ``p``, the fewest bits ``b'`` that keep the budget are chosen for the
   kept values; the length is ``d · H₂(p)`` (which entries are kept: binary entropy of the
@@ -98,7 +99,7 @@ def prune(theta: torch.Tensor, order: torch.Tensor, fraction: float) -> torch.Te
 
 
 def quantize(space: ParamSpace, theta: torch.Tensor, bits: int) -> tuple[torch.Tensor, list]:
-    """Symmetric uniform per-tensor quantization with ``2^bits − 1`` levels.
+    """Symmetric uniform per-tensor quantization with ``2^bits − 1`` levels (two for one bit).
 
     Returns the dequantized θ and, per tensor, its integer codes (for entropy coding).
 
@@ -121,8 +122,8 @@ def quantize(space: ParamSpace, theta: torch.Tensor, bits: int) -> tuple[torch.T
             continue
         step = m / half
         c = torch.round(w / step).clamp(-half, half)
-        if bits == 1:
-            c = torch.sign(w)
+        if bits == 1:  # two levels, ±max|w|
+            c = torch.where(w >= 0, 1.0, -1.0).to(w.dtype)
         codes.append(c.long())
         out[info.slice] = c * step
     return out, codes
@@ -214,6 +215,8 @@ def compressibility(
         qgood = ok(quants)
         q_bits = bits[int(np.argmax(qgood))] if qgood.any() else MAX_BITS + 1
         task.advance()
+        if n_pr:
+            p_best = int(round(p_best * n_pr)) / n_pr  # the fraction actually zeroed
         pruned = prune(theta, order, p_best)
         pq = [quantize(space, pruned, b) for b in bits]
         pgood = ok([q for q, _ in pq])

@@ -125,6 +125,8 @@ class CompressionConfig:
         permutations: permutations for p-values.
         alpha: family-wise significance level (Holm).
         workers: processes running networks in parallel (1 runs in this process).
+        device: where networks are trained and measured (``cpu`` when not given, ``cuda``
+            for the GPU preset); data and models are moved there, the code is the same.
     """
 
     datasets: tuple[str, ...] = ("digits", "mnist1d")
@@ -147,6 +149,7 @@ class CompressionConfig:
     permutations: int = 2000
     alpha: float = 0.05
     workers: int = 1
+    device: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CompressionConfig:
@@ -195,10 +198,26 @@ class CompressionConfig:
             raise ConfigError("control_factor must be positive and not 1.")
         if self.workers < 1:
             raise ConfigError("workers must be ≥ 1.")
+        self.torch_device()
         bad = [m for m in self.control_measures if m not in MEASURES]
         if bad:
             raise ConfigError(f"unknown control measure {bad[0]!r}; use {', '.join(MEASURES)}.")
         self.basins.validate()
+
+    def torch_device(self) -> torch.device:
+        """The device networks run on."""
+        try:
+            return torch.device(self.device or "cpu")
+        except RuntimeError as exc:
+            raise ConfigError(f"unknown device {self.device!r}; use cpu or cuda.") from exc
+
+    def check_device(self) -> None:
+        """Raise :class:`ConfigError` when the configured device is not available."""
+        dev = self.torch_device()
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(
+                "this configuration runs on a CUDA GPU but none is visible; use --preset default."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready configuration."""
@@ -375,8 +394,11 @@ def run_one(
     xtr, ytr, xte, yte = base_data(spec.dataset, config.n_train, config.n_test)
     classes = 10
     y_noisy = noisy_labels(ytr, spec.noise, classes, label_seed(config, spec))
-    data = DataSource(spec.dataset, xtr, y_noisy, xte, yte, batch_size=1024)
-    model = init_mlp(mlp(xtr.shape[1], [spec.width] * config.depth, classes), seed)
+    dev = config.torch_device()
+    data = DataSource(
+        spec.dataset, xtr.to(dev), y_noisy.to(dev), xte.to(dev), yte.to(dev), batch_size=1024
+    )
+    model = init_mlp(mlp(xtr.shape[1], [spec.width] * config.depth, classes), seed).to(dev)
     ts = config.train
     hist = train(
         model,
@@ -419,6 +441,7 @@ def run_one(
         "generalization_gap": el - tl,
         "accuracy_gap": ta - ea,
         "clean_label_fraction": float((y_noisy == ytr).float().mean()),
+        "device": str(dev),
         **_flat_measures(res),
     }
     details: dict[str, Any] = {"measures": res}
@@ -477,11 +500,14 @@ def count_cell(config: CompressionConfig, run: Path, cell_specs: list[RunSpec]) 
     spec0 = cell_specs[0]
     xtr, ytr, xte, yte = base_data(spec0.dataset, config.n_train, config.n_test)
     labels = noisy_labels(ytr, spec0.noise, 10, label_seed(config, spec0))
-    model = mlp(xtr.shape[1], [spec0.width] * config.depth, 10)
-    space = ParamSpace(
-        ModelBundle.from_module(model, DataSource(spec0.dataset, xtr, labels, xte, yte))
-    )
-    thetas = [torch.load(run / "runs" / f"{s.run_id}.pt", weights_only=True) for s in cell_specs]
+    dev = config.torch_device()
+    model = mlp(xtr.shape[1], [spec0.width] * config.depth, 10).to(dev)
+    data = DataSource(spec0.dataset, xtr.to(dev), labels.to(dev), xte.to(dev), yte.to(dev))
+    space = ParamSpace(ModelBundle.from_module(model, data))
+    thetas = [
+        torch.load(run / "runs" / f"{s.run_id}.pt", weights_only=True).to(dev)
+        for s in cell_specs
+    ]
     res = count_basins(
         space,
         thetas,
@@ -533,6 +559,7 @@ def run_compression(
         >>> s = run_compression(cfg, tempfile.mkdtemp() + "/c")  # doctest: +SKIP
     """
     config.validate()
+    config.check_device()
     run = RunDir.create(
         out,
         {
