@@ -135,7 +135,7 @@ def diagonal_preconditioner(diag: torch.Tensor, floor: float = 1e-3) -> Precondi
 
     Example:
         >>> p = diagonal_preconditioner(torch.tensor([1.0, 4.0]))
-        >>> [round(v, 6) for v in p.scales.tolist()], round(p.log_det, 9)
+        >>> [round(v, 6) for v in p.scales.tolist()], abs(round(p.log_det, 9))
         ([1.414214, 0.707107], 0.0)
     """
     h = diag.detach().double().cpu()

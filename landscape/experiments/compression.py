@@ -385,10 +385,20 @@ def run_one(
 ) -> tuple[dict[str, Any], torch.Tensor]:
     """Train and measure one network (and its rescaled control).
 
+    Runs with one CPU thread (parallelism comes from ``workers``), so its numbers do not
+    depend on the caller's thread settings.
+
     Returns:
         ``(record, theta)``: the JSON-ready record (one row of the results table, with the
         full measure output under ``details``) and the trained parameters.
     """
+    with _threads(1):
+        return _run_one(config, spec, progress=progress)
+
+
+def _run_one(
+    config: CompressionConfig, spec: RunSpec, *, progress: Progress | None = None
+) -> tuple[dict[str, Any], torch.Tensor]:
     t0 = time.perf_counter()
     seed = run_seed(config, spec)
     xtr, ytr, xte, yte = base_data(spec.dataset, config.n_train, config.n_test)
