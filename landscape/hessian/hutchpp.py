@@ -1,0 +1,84 @@
+"""Hutch++ trace estimator (Meyer, Musco, Musco, Woodruff, SOSA 2021).
+
+A third of the matvec budget sketches the range of ``A`` (``Q = qr(A S)``), a third
+computes ``tr(Qᵀ A Q)`` exactly, and the last third runs Hutchinson on the deflated
+operator ``(I − QQᵀ) A (I − QQᵀ)``. For matrices whose Frobenius norm is dominated by a
+few large eigenvalues (Hessians of trained networks) the residual variance is far smaller
+than plain Hutchinson's at the same number of matvecs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from landscape.engine import Operator
+from landscape.errors import ConfigError
+from landscape.hessian.hutchinson import mean_and_stderr
+from landscape.hessian.probes import batches, draw_probes, make_generator, probe_batch_size
+from landscape.progress import Progress, Task, tracked
+from landscape.results import Estimate
+
+
+def _apply(op: Operator, rows: torch.Tensor, task: Task) -> torch.Tensor:
+    """``A`` applied to each row of ``rows`` in batches, advancing ``task`` per row."""
+    size = probe_batch_size(op, rows.shape[0])
+    out: list[torch.Tensor] = []
+    start = 0
+    for b in batches(rows.shape[0], size):
+        out.append(op.matmat(rows[start : start + b]).to(dtype=rows.dtype))
+        start += b
+        task.advance(b)
+    return torch.cat(out) if out else rows.new_zeros(rows.shape)
+
+
+def hutchpp_trace(
+    op: Operator,
+    num_matvecs: int = 99,
+    *,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> Estimate:
+    """Estimate ``tr(A)`` with Hutch++ using ``num_matvecs`` operator applications.
+
+    The budget is split in thirds (sketch, exact part, residual Hutchinson; any remainder
+    goes to the residual part). The standard error is that of the residual Hutchinson
+    mean: the exact part carries no sampling error given the sketch.
+
+    Args:
+        op: a symmetric operator.
+        num_matvecs: total matvec budget, at least 6.
+        seed: seed of the sketch and probe vectors (Rademacher).
+        progress: optional progress reporter (one step per matvec).
+
+    Returns:
+        :class:`~landscape.results.Estimate` with ``n`` the number of residual probes.
+
+    Raises:
+        ConfigError: if ``num_matvecs < 6``.
+
+    Example:
+        >>> from landscape.engine import DenseOperator
+        >>> a = torch.diag(torch.tensor([100.0, 50.0] + [0.01] * 40, dtype=torch.float64))
+        >>> round(hutchpp_trace(DenseOperator(a), 30).mean, 1)
+        150.4
+    """
+    if not isinstance(num_matvecs, int) or num_matvecs < 6:
+        raise ConfigError(f"Hutch++ needs at least 6 matvecs, got {num_matvecs!r}.")
+    dim = int(op.dim)
+    sketch = min(num_matvecs // 3, dim)
+    probes = num_matvecs - 2 * sketch
+    gen = make_generator(op.device, seed)
+    with tracked(progress, "Hutch++ trace", num_matvecs) as task:
+        s = draw_probes(gen, sketch, dim, device=op.device, dtype=op.dtype)
+        a_s = _apply(op, s, task)
+        q, _ = torch.linalg.qr(a_s.T)  # (dim, sketch), orthonormal columns
+        qt = q.T.contiguous()
+        a_q = _apply(op, qt, task)
+        exact = float((qt * a_q).sum(dtype=torch.float64))
+        g = draw_probes(gen, probes, dim, device=op.device, dtype=op.dtype)
+        g = g - (g @ q) @ qt
+        g = g - (g @ q) @ qt
+        a_g = _apply(op, g, task)
+        resid = (g * a_g).sum(dim=1, dtype=torch.float64).cpu()
+    mean, se = mean_and_stderr(resid)
+    return Estimate(exact + mean, se, probes, "hutch++")
