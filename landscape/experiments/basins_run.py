@@ -27,7 +27,7 @@ from landscape.basins.volume import (
 )
 from landscape.engine import CurvatureOperator, ParamSpace
 from landscape.errors import ConfigError
-from landscape.experiments._curvature import hutchpp_trace, top_eigenpairs
+from landscape.hessian import hutchpp_trace, top_eigenpairs
 from landscape.io.model_bundle import ModelBundle
 from landscape.io.rundir import RunDir, versions
 from landscape.progress import Progress, tracked
@@ -164,7 +164,9 @@ def measure(
             op = CurvatureOperator(space, theta)
         if need_eig:
             t0 = time.perf_counter()
-            eig = top_eigenpairs(op, min(cfg.eigen_k, max(1, space.dim - 1)), seed=cfg.seed)
+            eig = top_eigenpairs(
+                op, min(cfg.eigen_k, space.dim), seed=cfg.seed, return_vectors=True
+            )
             timing["eigen"] = time.perf_counter() - t0
         if "curvature" in ms:
             t0 = time.perf_counter()
