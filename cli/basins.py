@@ -83,8 +83,11 @@ def print_basins(summary: dict[str, Any], run_dir: Path) -> None:
     t.add_row("train loss", _fmt(summary.get("loss")), "")
     if "llc" in b:
         llc = b["llc"]
-        notes = f"β = {_fmt(llc['beta'])}, n = {llc['n']}"
+        notes = f"β = {_fmt(llc['beta'])}, n = {llc['n']}, ‖∇L‖ = {_fmt(llc.get('grad_norm'))}"
         notes += "" if llc["stable"] else ", [yellow]unstable chains (see drift)[/yellow]"
+        mean = llc["llc"]["mean"]
+        if isinstance(mean, float) and mean < 0:
+            notes += ", [yellow]negative: θ is not a local minimum[/yellow]"
         t.add_row("local learning coefficient", _fmt(llc["llc"]), notes)
     for kind, v in b.get("volume", {}).items():
         lo, hi = v["ci"]
@@ -115,6 +118,8 @@ def print_basins(summary: dict[str, Any], run_dir: Path) -> None:
         cv = b["curvature"]
         t.add_row("Hessian λ_max", _fmt(cv["lambda_max"]), "")
         t.add_row("Hessian trace", _fmt(cv["trace"]), "Hutch++")
+    for name, why in b.get("skipped", {}).items():
+        t.add_row(name, "skipped", why)
     out_console.print(t)
     out_console.print(f"run directory: [bold]{run_dir}[/bold]")
 

@@ -100,6 +100,8 @@ class LLCResult:
         diverged: per-chain flag (non-finite or exploding loss).
         drift: per-chain relative drift between the third and fourth quarter of the draws.
         config: the settings.
+        grad_norm: ``‖∇L_n(w*)‖`` of the NLL; λ̂ assumes w* is a local minimum, and a
+            negative λ̂ means the chains found lower loss nearby (it is not one).
     """
 
     llc: Estimate
@@ -113,6 +115,7 @@ class LLCResult:
     diverged: np.ndarray
     drift: np.ndarray
     config: LLCConfig
+    grad_norm: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready scalars (the trace is summarized, not listed)."""
@@ -126,6 +129,7 @@ class LLCResult:
             "stable": bool(self.stable),
             "diverged": [bool(v) for v in self.diverged],
             "drift": [_json_float(v) for v in self.drift],
+            "grad_norm": _json_float(self.grad_norm),
             "config": asdict(self.config),
         }
 
@@ -211,7 +215,9 @@ def estimate_llc(
         raise ConfigError("the LLC needs at least two training samples; give more data.")
     beta = cfg.beta if cfg.beta is not None else 1.0 / math.log(n)
     scale = nll_scale(space, cfg.sigma)
-    l_star = float(space.evaluate(w_star, "train")[0]) * scale
+    loss0, grad0 = space.value_and_grad(w_star, "train")
+    l_star = float(loss0) * scale
+    grad_norm = float(grad0.norm()) * scale
     x_all, y_all = _train_tensors(space)
     m = min(cfg.batch_size, n)
     c = cfg.chains
@@ -297,4 +303,5 @@ def estimate_llc(
         diverged=diverged,
         drift=drift_rel,
         config=cfg,
+        grad_norm=grad_norm,
     )

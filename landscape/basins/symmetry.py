@@ -20,6 +20,7 @@ Only MLP-shaped parameter spaces are supported: a chain of 2-D weights ``W_l`` o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -229,6 +230,14 @@ class Alignment:
     perms: list[np.ndarray]
     iterations: int
     similarity: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (without θ)."""
+        return {
+            "perms": [p.tolist() for p in self.perms],
+            "iterations": int(self.iterations),
+            "similarity": float(self.similarity),
+        }
 
 
 def weight_matching(

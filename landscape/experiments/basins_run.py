@@ -211,7 +211,12 @@ def measure(
             out["volume"] = vols
             timing["volume"] = time.perf_counter() - t0
             task.advance()
-        if "jacobian" in ms:
+        if "jacobian" in ms and space.scripted:
+            out.setdefault("skipped", {})["jacobian"] = (
+                "TorchScript models do not support torch.func; give a state_dict and --model"
+            )
+            task.advance()
+        elif "jacobian" in ms:
             t0 = time.perf_counter()
             jr = jacobian_rank(
                 space,

@@ -105,3 +105,40 @@ def test_basins_command_bad_input(tmp_path: Path) -> None:
     assert "Traceback" not in r.output
     r = runner.invoke(app, ["basins", str(tmp_path / "missing.pt")])
     assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_basins_command_on_torchscript(tmp_path: Path) -> None:
+    model = init_mlp(mlp(64, 8, 10), seed=1)
+    path = tmp_path / "m.ts.pt"
+    torch.jit.script(model).save(str(path))
+    out = tmp_path / "o"
+    r = runner.invoke(
+        app,
+        [
+            "basins",
+            str(path),
+            "--data",
+            "digits",
+            "--max-samples",
+            "100",
+            "--out",
+            str(out),
+            "--quiet",
+            "-m",
+            "jacobian",
+            "-m",
+            "compress",
+            "-m",
+            "volume",
+            "--rays",
+            "4",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    b = json.loads((out / "summary.json").read_text())["basins"]
+    assert "jacobian" in b["skipped"] and "jacobian" not in b
+    # the TorchScript path gives the same compressibility as the eager model
+    space = ParamSpace(ModelBundle.from_module(model, load_data("digits", max_samples=100)))
+    from landscape.basins.compress import compressibility
+
+    assert b["compress"]["prunable_fraction"] == compressibility(space).prunable_fraction

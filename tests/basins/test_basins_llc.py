@@ -18,6 +18,7 @@ def test_regular_model_gives_half_the_dimension(make_bowl):
     assert space.dim == 4
     assert abs(res.llc.mean - 2.0) < 0.2 * 2.0
     assert res.stable and res.llc.n == 4 and res.llc.stderr > 0
+    assert res.grad_norm < 1e-6  # the least-squares solution is the minimum
     assert res.loss_trace.shape == (4, LLCConfig().draws)
     assert res.beta == pytest.approx(1 / math.log(1000))
     assert res.nll_scale == pytest.approx(1 / 0.09)
