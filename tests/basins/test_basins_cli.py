@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -107,6 +108,7 @@ def test_basins_command_bad_input(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "Traceback" not in r.output
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_basins_command_on_torchscript(tmp_path: Path) -> None:
     model = init_mlp(mlp(64, 8, 10), seed=1)
     path = tmp_path / "m.ts.pt"

@@ -58,3 +58,18 @@ def test_label_noise_and_config():
         CompressionConfig.from_dict({"label_noise": [1.5]})
     with pytest.raises(ConfigError):
         load_config("fast")
+
+
+def test_config_file(tmp_path):
+    path = tmp_path / "exp.toml"
+    path.write_text(
+        '[compression]\ndatasets = ["digits"]\nwidths = [8, 16, 32]\nseeds = 4\n'
+        "[compression.basins.llc]\nchains = 2\n"
+    )
+    cfg = load_config(config_file=path)
+    assert cfg.widths == (8, 16, 32) and cfg.seeds == 4 and cfg.basins.llc.chains == 2
+    assert cfg.basins.llc.step_size == 1e-4  # untouched defaults
+    again = CompressionConfig.from_dict(cfg.to_dict())
+    assert again == cfg
+    with pytest.raises(ConfigError):
+        load_config(config_file=tmp_path / "missing.toml")
