@@ -515,8 +515,7 @@ def count_cell(config: CompressionConfig, run: Path, cell_specs: list[RunSpec]) 
     data = DataSource(spec0.dataset, xtr.to(dev), labels.to(dev), xte.to(dev), yte.to(dev))
     space = ParamSpace(ModelBundle.from_module(model, data))
     thetas = [
-        torch.load(run / "runs" / f"{s.run_id}.pt", weights_only=True).to(dev)
-        for s in cell_specs
+        torch.load(run / "runs" / f"{s.run_id}.pt", weights_only=True).to(dev) for s in cell_specs
     ]
     res = count_basins(
         space,
