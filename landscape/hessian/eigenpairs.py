@@ -3,7 +3,10 @@
 The Krylov space grows (no restarts) until the wanted Ritz pairs have residual estimates
 ``|β_m · s_m|`` below ``tol · max(1, |λ|_max)``, where ``|λ|_max`` is the largest Ritz value
 in magnitude; then the residuals ``‖A y − λ y‖`` of the returned pairs are computed
-explicitly with one ``matmat``, and those decide the ``converged`` flags.
+explicitly, and those decide the ``converged`` flags. ``A y`` is assembled from the stored
+products ``A q_j`` of the Lanczos steps (``A y = Σ_j s_j A q_j``, exact by linearity; this
+catches any loss of orthogonality without spending matvecs) when basis and products fit
+in :data:`KEEP_PRODUCTS_MAX` entries, else it costs one ``matmat`` of ``k`` vectors.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from landscape.hessian.lanczos import Lanczos
 from landscape.progress import Progress, tracked
 from landscape.results import Eigenpairs
 
+# Keep the products A q_j (for free explicit residuals) up to this many stored entries.
+KEEP_PRODUCTS_MAX = 1 << 25
+
 
 def default_max_iter(dim: int, k: int) -> int:
     """Default Krylov dimension cap: ``min(dim, max(20·k, 100))``.
@@ -26,6 +32,12 @@ def default_max_iter(dim: int, k: int) -> int:
         100
     """
     return min(dim, max(20 * k, 100))
+
+
+def _scale(lz: Lanczos, vals: np.ndarray, which: str) -> float:
+    """``max(1, |λ|_max)`` from the Ritz values: the wanted end is ``vals[0]``."""
+    other = lz.extreme("bottom" if which == "top" else "top")
+    return max(1.0, abs(float(vals[0])), abs(other))
 
 
 def _extreme_eigenpairs(
@@ -53,7 +65,7 @@ def _extreme_eigenpairs(
             f"max_iter={max_iter} is smaller than the {k} eigenpairs asked for; raise max_iter."
         )
     start_mv = int(op.matvecs)
-    lz = Lanczos(op, steps, seed=seed)
+    lz = Lanczos(op, steps, seed=seed, keep_products=steps * dim <= KEEP_PRODUCTS_MAX)
     min_steps = min(dim, 2 * k + 2)
     label = f"Lanczos ({which} {k})"
     with tracked(progress, label, steps) as task:
@@ -62,16 +74,14 @@ def _extreme_eigenpairs(
             task.advance()
             if lz.m < min(min_steps, steps) or lz.m < k:
                 continue
-            _, _, est = lz.ritz(which, k)
-            lo, hi = lz.extremes()
-            scale = max(1.0, abs(lo), abs(hi))
-            if np.all(est <= tol * scale):
+            vals, _, est = lz.ritz(which, k)
+            if np.all(est <= tol * _scale(lz, vals, which)):
                 break
     vals, s, _ = lz.ritz(which, k)
-    lo, hi = lz.extremes()
-    scale = max(1.0, abs(lo), abs(hi))
-    y = lz.ritz_vectors(s)
-    ay = op.matmat(y).to(dtype=y.dtype)
+    scale = _scale(lz, vals, which)
+    y, ay = lz.ritz_vectors(s)
+    if ay is None:
+        ay = op.matmat(y).to(dtype=y.dtype)
     lam = torch.as_tensor(vals, device=y.device, dtype=y.dtype)
     res = torch.linalg.vector_norm(ay - lam[:, None] * y, dim=1)
     residuals = res.double().cpu().numpy()

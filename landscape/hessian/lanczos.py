@@ -29,6 +29,8 @@ class Lanczos:
         max_steps: capacity of the basis (clipped to ``op.dim``).
         seed: seed of the random start vector (and of restart vectors).
         start: optional start vector of shape ``(dim,)`` instead of a random one.
+        keep_products: also store the products ``A q_j`` (twice the memory), so that
+            :meth:`ritz_products` gives ``A y`` for Ritz vectors ``y`` without new matvecs.
 
     Attributes:
         m: number of basis vectors (steps) taken.
@@ -52,6 +54,7 @@ class Lanczos:
         *,
         seed: int = 0,
         start: torch.Tensor | None = None,
+        keep_products: bool = False,
     ) -> None:
         self.op = op
         self.n = int(op.dim)
@@ -59,7 +62,10 @@ class Lanczos:
         self.device = op.device
         self.dtype = op.dtype
         self.gen = make_generator(op.device, seed)
-        self.Q = torch.empty(self.max_steps, self.n, device=self.device, dtype=self.dtype)
+        # Storage grows by doubling, so memory follows the steps actually taken.
+        cap = min(self.max_steps, 32)
+        self.Q = torch.empty(cap, self.n, device=self.device, dtype=self.dtype)
+        self.AQ = torch.empty_like(self.Q) if keep_products else None
         self.alpha: list[float] = []
         self.beta: list[float] = []
         self.m = 0
@@ -96,6 +102,16 @@ class Lanczos:
                 return z / nrm
         return None
 
+    def _grow(self) -> None:
+        cap = min(self.max_steps, 2 * self.Q.shape[0])
+        q = torch.empty(cap, self.n, device=self.device, dtype=self.dtype)
+        q[: self.m] = self.Q[: self.m]
+        self.Q = q
+        if self.AQ is not None:
+            aq = torch.empty_like(q)
+            aq[: self.m] = self.AQ[: self.m]
+            self.AQ = aq
+
     def step(self) -> bool:
         """Take one Lanczos step (one ``matvec``). Return whether another step is possible."""
         if self.done:
@@ -103,8 +119,12 @@ class Lanczos:
         q = self._next
         assert q is not None
         j = self.m
+        if j >= self.Q.shape[0]:
+            self._grow()
         self.Q[j] = q
         w = self.op.matvec(q).to(dtype=self.dtype)
+        if self.AQ is not None:
+            self.AQ[j] = w
         self.m += 1
         w, h = self._orthogonalize(w)
         a = float(h[j])
@@ -133,18 +153,16 @@ class Lanczos:
         e = np.asarray(self.beta[: self.m - 1], dtype=np.float64)
         return d, e
 
-    def extremes(self) -> tuple[float, float]:
-        """Smallest and largest Ritz values."""
+    def extreme(self, which: str) -> float:
+        """The largest (``top``) or smallest (``bottom``) Ritz value."""
         d, e = self.tridiagonal()
         if self.m == 1:
-            return float(d[0]), float(d[0])
+            return float(d[0])
+        i = self.m - 1 if which == "top" else 0
         vals = scipy.linalg.eigh_tridiagonal(
-            d, e, eigvals_only=True, select="i", select_range=(0, 0)
+            d, e, eigvals_only=True, select="i", select_range=(i, i)
         )
-        vals2 = scipy.linalg.eigh_tridiagonal(
-            d, e, eigvals_only=True, select="i", select_range=(self.m - 1, self.m - 1)
-        )
-        return float(vals[0]), float(vals2[0])
+        return float(vals[0])
 
     def ritz(self, which: str, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Ritz values, eigenvectors of ``T`` and residual estimates of ``k`` extreme pairs.
@@ -170,10 +188,17 @@ class Lanczos:
         est = np.abs(beta * vecs[-1, :])
         return vals.copy(), vecs.copy(), est
 
-    def ritz_vectors(self, s: np.ndarray) -> torch.Tensor:
-        """Ritz vectors ``Sᵀ Q`` as rows (normalized), in the operator's dtype."""
+    def ritz_vectors(self, s: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Ritz vectors ``y = Sᵀ Q`` as rows (normalized), in the operator's dtype.
+
+        Returns:
+            ``(y, A y)``; ``A y = Sᵀ (A Q)`` is assembled from the stored products (exact
+            by linearity, no new matvecs) when they were kept, else ``None``.
+        """
         st = torch.as_tensor(s.T.copy(), device=self.device, dtype=self.dtype)
         y = st @ self.Q[: self.m]
-        return y / torch.linalg.vector_norm(y, dim=1, keepdim=True).clamp_min(
+        nrm = torch.linalg.vector_norm(y, dim=1, keepdim=True).clamp_min(
             torch.finfo(self.dtype).tiny
         )
+        ay = None if self.AQ is None else (st @ self.AQ[: self.m]) / nrm
+        return y / nrm, ay

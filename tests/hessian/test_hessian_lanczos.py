@@ -8,7 +8,7 @@ import torch
 
 from landscape.engine import DenseOperator
 from landscape.errors import ConfigError
-from landscape.hessian import bottom_eigenpairs, top_eigenpairs
+from landscape.hessian import bottom_eigenpairs, eigenpairs, top_eigenpairs
 
 
 def _check_pairs(op, r, exact, tol=1e-6):
@@ -53,12 +53,20 @@ def test_clustered_top_eigenvalues(spectrum_op):
     np.testing.assert_allclose(gram, np.eye(10), atol=1e-6)
 
 
-def test_matvec_count_and_iterations(spectrum_op):
+def test_matvec_count_and_iterations(spectrum_op, monkeypatch):
     op = spectrum_op(np.linspace(-1, 10, 200), seed=3)
     before = op.matvecs
-    r = top_eigenpairs(op, k=3)
+    r = top_eigenpairs(op, k=3, return_vectors=True)
     assert r.matvecs == op.matvecs - before
-    assert r.matvecs == r.iterations + 3  # one Lanczos step each, plus one explicit check
+    # one matvec per Lanczos step; explicit residuals come from the stored products
+    assert r.matvecs == r.iterations
+    # without stored products, the explicit check costs one matmat of k vectors
+    monkeypatch.setattr(eigenpairs, "KEEP_PRODUCTS_MAX", 0)
+    r2 = top_eigenpairs(op, k=3, return_vectors=True)
+    assert r2.matvecs == r2.iterations + 3
+    np.testing.assert_array_equal(r.values, r2.values)
+    np.testing.assert_allclose(r.residuals, r2.residuals, rtol=1e-4, atol=1e-13)
+    _check_pairs(op, r2, np.sort(np.linspace(-1, 10, 200))[::-1][:3])
 
 
 def test_not_converged_when_max_iter_too_small(spectrum_op):
