@@ -1,0 +1,222 @@
+"""``landscape basins``: LLC, basin volume, Jacobian rank, compressibility of one checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from landscape.cli.app import app
+from landscape.cli.common import (
+    BatchSizeOpt,
+    DataOpt,
+    DeviceOpt,
+    DtypeOpt,
+    LoadOptions,
+    LossOpt,
+    MaxSamplesOpt,
+    ModelKwargsOpt,
+    ModelOpt,
+    OutOpt,
+    QuietOpt,
+    SeedOpt,
+    TestFractionOpt,
+    TrustOpt,
+    friendly_errors,
+    load_bundle,
+    out_console,
+    progress_bars,
+    run_name,
+)
+from landscape.errors import ConfigError
+from landscape.experiments.basins_run import MEASURES, BasinsConfig, run_basins
+from landscape.io.presets import load_preset
+from landscape.io.rundir import RunDir, default_run_dir, read_json, write_json
+
+
+def build_basins_config(
+    measures: list[str] | None,
+    config_file: Path | None,
+    seed: int,
+    overrides: dict[str, Any],
+) -> BasinsConfig:
+    """Defaults, then a TOML file's ``[basins]`` table, then explicit options."""
+    table: dict[str, Any] = load_preset(str(config_file), "basins") if config_file else {}
+    if measures:
+        table["measures"] = list(dict.fromkeys(measures))
+    llc = dict(table.get("llc", {}))
+    for key, val in overrides.items():
+        if val is None:
+            continue
+        if key.startswith("llc_"):
+            llc[key[4:]] = val
+        else:
+            table[key] = val
+    llc["seed"] = seed
+    table["llc"] = llc
+    table["seed"] = seed
+    return BasinsConfig.from_dict(table)
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.6g}"
+    if isinstance(x, dict) and "mean" in x:
+        m, s = x["mean"], x["stderr"]
+        if isinstance(m, float) and isinstance(s, float):
+            return f"{m:.6g} ± {s:.2g}"
+        return str(m)
+    return "—" if x is None else str(x)
+
+
+def print_basins(summary: dict[str, Any], run_dir: Path) -> None:
+    """Print the basin measures as a table."""
+    from rich.table import Table
+
+    b = summary.get("basins", {})
+    t = Table(title=f"landscape basins · {summary.get('name', '')}", show_header=True)
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_column("notes")
+    t.add_row("parameters", _fmt(summary.get("model", {}).get("num_params")), "")
+    t.add_row("train loss", _fmt(summary.get("loss")), "")
+    if "llc" in b:
+        llc = b["llc"]
+        notes = f"β = {_fmt(llc['beta'])}, n = {llc['n']}, ‖∇L‖ = {_fmt(llc.get('grad_norm'))}"
+        notes += "" if llc["stable"] else ", [yellow]unstable chains (see drift)[/yellow]"
+        mean = llc["llc"]["mean"]
+        if isinstance(mean, float) and mean < 0:
+            notes += ", [yellow]negative: θ is not a local minimum[/yellow]"
+        t.add_row("local learning coefficient", _fmt(llc["llc"]), notes)
+    for kind, v in b.get("volume", {}).items():
+        lo, hi = v["ci"]
+        t.add_row(
+            f"log basin volume ({kind})",
+            _fmt(v["log_volume"]),
+            f"95% CI [{_fmt(lo)}, {_fmt(hi)}], Δ = {_fmt(v['delta'])},"
+            f" {v['num_rays']} rays, {v['unbounded']} unbounded",
+        )
+    if "jacobian" in b:
+        j = b["jacobian"]
+        t.add_row(
+            "Jacobian rank",
+            str(j["rank"]),
+            f"of {min(j['shape'])} (shape {j['shape'][0]}×{j['shape'][1]}),"
+            f" tol {_fmt(j['tol'])} ({j['method']}); effective rank {_fmt(j['effective_rank'])}",
+        )
+    if "compress" in b:
+        c = b["compress"]
+        t.add_row("prunable fraction", _fmt(c["prunable_fraction"]), f"Δ = {_fmt(c['delta'])}")
+        t.add_row("quantization bits", str(c["quant_bits"]), "uniform, per tensor")
+        t.add_row(
+            "description length (bits)",
+            _fmt(c["description_bits"]),
+            f"{_fmt(c['description_bits_per_param'])} bits/parameter",
+        )
+    if "curvature" in b:
+        cv = b["curvature"]
+        t.add_row("Hessian λ_max", _fmt(cv["lambda_max"]), "")
+        t.add_row("Hessian trace", _fmt(cv["trace"]), "Hutch++")
+    for name, why in b.get("skipped", {}).items():
+        t.add_row(name, "skipped", why)
+    out_console.print(t)
+    out_console.print(f"run directory: [bold]{run_dir}[/bold]")
+
+
+def _open_run(out: Path, config: dict[str, Any]) -> RunDir:
+    """Reuse a run directory that already holds a run (e.g. a scan); else create one."""
+    cfg_path = out / "config.json"
+    if cfg_path.exists():
+        old = read_json(cfg_path)
+        if old.get("checkpoint_sha256") not in (None, config.get("checkpoint_sha256")):
+            raise ConfigError(
+                f"--out {out} holds a run of a different checkpoint; choose another --out."
+            )
+        old["basins"] = config["basins"]
+        write_json(cfg_path, old)
+        return RunDir(out)
+    return RunDir.create(out, config)
+
+
+@app.command("basins")
+@friendly_errors
+def basins(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Checkpoint file (.pt, .safetensors, .pt2, TorchScript).")
+    ],
+    measure: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--measure", "-m", help=f"Measure to run (repeat): {', '.join(MEASURES)}. Default all."
+        ),
+    ] = None,
+    model: ModelOpt = None,
+    model_kwargs: ModelKwargsOpt = None,
+    trust_checkpoint: TrustOpt = False,
+    data: DataOpt = None,
+    loss: LossOpt = None,
+    max_samples: MaxSamplesOpt = None,
+    batch_size: BatchSizeOpt = 1024,
+    test_fraction: TestFractionOpt = 0.2,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    seed: SeedOpt = 0,
+    out: OutOpt = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML file with a [basins] table.")
+    ] = None,
+    delta: Annotated[
+        float | None, typer.Option("--delta", help="Loss rise Δ bounding the basin.")
+    ] = None,
+    rays: Annotated[int | None, typer.Option("--rays", help="Rays per volume estimate.")] = None,
+    chains: Annotated[int | None, typer.Option("--chains", help="SGLD chains for the LLC.")] = None,
+    draws: Annotated[int | None, typer.Option("--draws", help="SGLD draws per chain.")] = None,
+    sigma: Annotated[
+        float | None, typer.Option("--sigma", help="Gaussian noise σ defining the MSE NLL.")
+    ] = None,
+    jacobian_samples: Annotated[
+        int | None, typer.Option("--jacobian-samples", help="Samples in the Jacobian.")
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Measure a checkpoint's basin: LLC, volume, Jacobian rank, compressibility, curvature."""
+    opts = LoadOptions(
+        checkpoint,
+        model,
+        model_kwargs,
+        trust_checkpoint,
+        data,
+        loss,
+        max_samples,
+        batch_size,
+        test_fraction,
+        device,
+        dtype,
+        seed,
+    )
+    cfg = build_basins_config(
+        measure,
+        config,
+        seed,
+        {
+            "volume_delta": delta,
+            "volume_rays": rays,
+            "jacobian_samples": jacobian_samples,
+            "llc_chains": chains,
+            "llc_draws": draws,
+            "llc_sigma": sigma,
+        },
+    )
+    with progress_bars(quiet) as prog:
+        bundle, loaded = load_bundle(opts)
+        out_dir = out or default_run_dir(f"{run_name(checkpoint)}-basins")
+        run = _open_run(
+            Path(out_dir),
+            {"command": "basins", **opts.to_config(loaded), "basins": cfg.to_dict()},
+        )
+        summary = run_basins(bundle, run, cfg, progress=prog)
+    print_basins(summary, run.path)
+
+
+__all__ = ["basins", "build_basins_config", "print_basins"]

@@ -1,0 +1,116 @@
+"""``landscape experiment compression``: the compression / many-minima experiment."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from landscape.cli.app import app
+from landscape.cli.common import (
+    OutOpt,
+    OverwriteOpt,
+    QuietOpt,
+    ResumeOpt,
+    console,
+    friendly_errors,
+    out_console,
+    progress_bars,
+)
+from landscape.errors import ConfigError
+from landscape.experiments.compression import PRESETS, load_config, run_compression
+from landscape.io.rundir import default_run_dir
+
+EXPERIMENTS = ("compression",)
+
+
+def print_verdict(summary: dict[str, Any], run_dir: Path) -> None:
+    """Print the verdict table."""
+    from rich.table import Table
+
+    def f(x: Any, spec: str = ".2f") -> str:
+        return format(x, spec) if isinstance(x, float) and x == x else "—"
+
+    colors = {"supports": "green", "contradicts": "red", "inconclusive": "yellow"}
+    t = Table(
+        title=f"compression experiment · {summary['num_reached']}/{summary['num_runs']} networks"
+        " at the target loss",
+        show_header=True,
+    )
+    for col in ("dataset", "measure", "ρ noise", "Holm p", "d", "ρ gap", "verdict"):
+        t.add_column(col, justify="left" if col in ("dataset", "measure", "verdict") else "right")
+    for v in summary["verdict"]:
+        c = colors.get(v["verdict"], "white")
+        t.add_row(
+            v["dataset"],
+            v["measure"],
+            f(v["rho"]),
+            f(v["p_holm"], ".3g"),
+            f(v["cohens_d"]),
+            f(v["gap_rho"]),
+            f"[{c}]{v['verdict']}[/{c}]",
+        )
+    out_console.print(t)
+    ctl = summary.get("control", {}).get("measures", {})
+    if ctl:
+        moved = [m for m, c in ctl.items() if not c["invariant"]]
+        kept = [m for m, c in ctl.items() if c["invariant"]]
+        out_console.print(
+            "function-preserving rescaling: moves "
+            + (", ".join(moved) or "nothing")
+            + "; unchanged: "
+            + (", ".join(kept) or "nothing")
+        )
+    if summary["not_reached"]:
+        out_console.print(
+            f"[yellow]{len(summary['not_reached'])} runs did not reach the target loss"
+            " (listed in verdict.md)[/yellow]"
+        )
+    out_console.print(
+        f"computed {summary['runs_computed']} runs, reused {summary['runs_reused']};"
+        f" run directory: [bold]{run_dir}[/bold]"
+    )
+
+
+@app.command("experiment")
+@friendly_errors
+def experiment(
+    name: Annotated[str, typer.Argument(help="Which experiment: compression.")],
+    preset: Annotated[
+        str | None,
+        typer.Option("--preset", help=f"{', '.join(PRESETS)} (default: default)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML file with a [compression] table (replaces --preset)."),
+    ] = None,
+    out: OutOpt = None,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Networks trained in parallel (processes).")
+    ] = None,
+    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Render figures.")] = True,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run an experiment; `compression` tests the compression / many-minima argument."""
+    if name not in EXPERIMENTS:
+        raise ConfigError(f"unknown experiment {name!r}; use {', '.join(EXPERIMENTS)}.")
+    if preset is not None and config is not None:
+        raise ConfigError("give --preset or --config, not both.")
+    cfg = load_config(preset, config)
+    if workers is not None:
+        cfg = dataclasses.replace(cfg, workers=workers)
+        cfg.validate()
+    out_dir = out or default_run_dir("compression")
+    with progress_bars(quiet) as prog:
+        summary = run_compression(cfg, out_dir, resume=resume, overwrite=overwrite, progress=prog)
+    if figures:
+        from landscape.viz.basins_plots import experiment_figures
+
+        paths = experiment_figures(out_dir)
+        if not quiet:
+            console.print(f"{len(paths)} figures in {Path(out_dir) / 'figures'}")
+    print_verdict(summary, Path(out_dir))

@@ -1,0 +1,317 @@
+"""Symmetries of MLPs: hidden-unit permutations and ReLU rescalings.
+
+Two networks that differ by a permutation of hidden units (or, with positively homogeneous
+activations, by rescaling a unit's incoming weights by ``c > 0`` and its outgoing weights by
+``1/c``) compute the same function. Before comparing minima we remove both:
+
+* :func:`rebalance` picks the minimum-norm point of each network's rescaling orbit by
+  balancing, for every hidden unit, the norm of its incoming weights (with bias) against the
+  norm of its outgoing weights (iterated over layers until it settles). The result is unique,
+  so two rescaled copies become equal.
+* :func:`weight_matching` (Ainsworth et al. 2023, *Git Re-Basin*) permutes network B's hidden
+  units to maximize ``Σ_l ⟨W_l^A, P_l W_l^B P_{l−1}ᵀ⟩ + ⟨b_l^A, P_l b_l^B⟩``, one layer at a time
+  by ``scipy.optimize.linear_sum_assignment`` with the other permutations fixed, iterated in
+  a seeded random layer order until no permutation changes.
+
+Only MLP-shaped parameter spaces are supported: a chain of 2-D weights ``W_l`` of shape
+``(h_l, h_{l−1})``, each optionally followed by its bias of length ``h_l``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from landscape.basins._batched import outputs_many
+from landscape.engine.params import ParamSpace
+from landscape.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DenseLayer:
+    """One linear layer inside θ: the weight slice, its bias slice (or ``None``) and shape."""
+
+    weight: slice
+    bias: slice | None
+    out_features: int
+    in_features: int
+
+
+def mlp_layout(space: ParamSpace) -> list[DenseLayer]:
+    """The chain of dense layers of an MLP-shaped parameter space.
+
+    Raises:
+        ConfigError: when the parameters are not a chain of linear layers.
+
+    Example:
+        >>> from landscape.experiments.models import mlp
+        >>> from landscape.io import ModelBundle, load_data
+        >>> sp = ParamSpace(ModelBundle.from_module(mlp(10, [8, 6], 3), load_data("synthetic")))
+        >>> [(l.out_features, l.in_features) for l in mlp_layout(sp)]
+        [(8, 10), (6, 8), (3, 6)]
+    """
+    layers: list[DenseLayer] = []
+    infos = list(space.infos)
+    i = 0
+    while i < len(infos):
+        w = infos[i]
+        if len(w.shape) != 2:
+            raise ConfigError(
+                f"weight matching supports MLPs only; parameter {w.name!r} has shape"
+                f" {list(w.shape)}; use a network of nn.Linear layers."
+            )
+        bias = None
+        if i + 1 < len(infos) and infos[i + 1].shape == (w.shape[0],):
+            bias = infos[i + 1].slice
+            i += 1
+        if layers and layers[-1].out_features != w.shape[1]:
+            raise ConfigError(
+                f"parameter {w.name!r} does not follow the previous layer (in {w.shape[1]},"
+                f" expected {layers[-1].out_features}); weight matching needs a plain MLP."
+            )
+        layers.append(DenseLayer(w.slice, bias, int(w.shape[0]), int(w.shape[1])))
+        i += 1
+    if len(layers) < 2:
+        raise ConfigError("the network has no hidden layer, so it has no unit symmetries.")
+    return layers
+
+
+def _weights(theta: torch.Tensor, layer: DenseLayer) -> torch.Tensor:
+    return theta[layer.weight].view(layer.out_features, layer.in_features)
+
+
+def apply_permutation(
+    space: ParamSpace, theta: torch.Tensor, perms: list[np.ndarray | torch.Tensor]
+) -> torch.Tensor:
+    """Permute hidden units: unit ``i`` of hidden layer ``l`` becomes old unit ``perms[l][i]``.
+
+    Example:
+        >>> from landscape.experiments.models import mlp
+        >>> from landscape.io import ModelBundle, load_data
+        >>> sp = ParamSpace(ModelBundle.from_module(mlp(10, 4, 3), load_data("synthetic")))
+        >>> th = apply_permutation(sp, sp.theta0, [np.arange(4)])
+        >>> bool(torch.equal(th, sp.theta0))
+        True
+    """
+    layers = mlp_layout(space)
+    if len(perms) != len(layers) - 1:
+        raise ConfigError(f"give one permutation per hidden layer ({len(layers) - 1}).")
+    out = theta.clone()
+    prev: torch.Tensor | None = None
+    for li, layer in enumerate(layers):
+        w = _weights(theta, layer)
+        cur = (
+            torch.as_tensor(np.asarray(perms[li]), device=theta.device, dtype=torch.long)
+            if li < len(perms)
+            else None
+        )
+        if cur is not None:
+            w = w[cur]
+        if prev is not None:
+            w = w[:, prev]
+        out[layer.weight] = w.reshape(-1)
+        if layer.bias is not None:
+            b = theta[layer.bias]
+            out[layer.bias] = b[cur] if cur is not None else b
+        prev = cur
+    return out
+
+
+def apply_rescaling(
+    space: ParamSpace, theta: torch.Tensor, scales: list[torch.Tensor]
+) -> torch.Tensor:
+    """Scale hidden unit ``i`` of layer ``l``: incoming (and bias) by ``c``, outgoing by ``1/c``.
+
+    The function is unchanged for positively homogeneous activations (ReLU, leaky ReLU,
+    identity) and ``c > 0``.
+    """
+    layers = mlp_layout(space)
+    out = theta.clone()
+    for li, c in enumerate(scales):
+        c = c.to(device=theta.device, dtype=theta.dtype)
+        lay, nxt = layers[li], layers[li + 1]
+        out[lay.weight] = (_weights(out, lay) * c.unsqueeze(1)).reshape(-1)
+        if lay.bias is not None:
+            out[lay.bias] = out[lay.bias] * c
+        out[nxt.weight] = (_weights(out, nxt) / c.unsqueeze(0)).reshape(-1)
+    return out
+
+
+def rescale_layer_pair(
+    space: ParamSpace, theta: torch.Tensor, layer: int = 0, factor: float = 4.0
+) -> torch.Tensor:
+    """Scale dense layer ``layer`` (weights, bias) by ``factor``, the next one's weights by ``1/factor``.
+
+    For ReLU networks this is the same function at a different point θ.
+
+    Example:
+        >>> from landscape.experiments.models import mlp
+        >>> from landscape.io import ModelBundle, load_data
+        >>> sp = ParamSpace(ModelBundle.from_module(mlp(10, 4, 3), load_data("synthetic")))
+        >>> th = rescale_layer_pair(sp, sp.theta0)
+        >>> x = sp.bundle.data.x_train[:5]
+        >>> bool(torch.allclose(sp.forward(th, x), sp.forward(sp.theta0, x), atol=1e-5))
+        True
+    """
+    layers = mlp_layout(space)
+    if not 0 <= layer < len(layers) - 1:
+        raise ConfigError(f"layer must lie in [0, {len(layers) - 2}] for this network.")
+    scales = [torch.ones(layers[i].out_features) for i in range(layer)]
+    scales.append(torch.full((layers[layer].out_features,), float(factor)))
+    return apply_rescaling(space, theta, scales)
+
+
+def rebalance(
+    space: ParamSpace, theta: torch.Tensor, *, sweeps: int = 50, tol: float = 1e-10
+) -> torch.Tensor:
+    """Minimum-norm representative of θ's ReLU-rescaling orbit (per-neuron norm balancing).
+
+    Each hidden unit's factor ``c = sqrt(‖out‖ / ‖in‖)`` equalizes the norm of its incoming
+    weights and bias with that of its outgoing weights; sweeps repeat until the largest
+    ``|log c|`` is below ``tol``. Units with zero incoming or outgoing weights are left alone.
+
+    Example:
+        >>> from landscape.experiments.models import mlp
+        >>> from landscape.io import ModelBundle, load_data
+        >>> sp = ParamSpace(ModelBundle.from_module(mlp(10, 4, 3), load_data("synthetic")))
+        >>> a = rebalance(sp, sp.theta0)
+        >>> b = rebalance(sp, rescale_layer_pair(sp, sp.theta0, 0, 3.0))
+        >>> bool(torch.allclose(a, b, atol=1e-5))
+        True
+    """
+    layers = mlp_layout(space)
+    out = theta.detach().clone()
+    for _ in range(sweeps):
+        worst = 0.0
+        for li in range(len(layers) - 1):
+            lay, nxt = layers[li], layers[li + 1]
+            w_in = _weights(out, lay)
+            n_in = (w_in**2).sum(dim=1)
+            if lay.bias is not None:
+                n_in = n_in + out[lay.bias] ** 2
+            n_out = (_weights(out, nxt) ** 2).sum(dim=0)
+            ok = (n_in > 0) & (n_out > 0)
+            c = torch.where(ok, (n_out / torch.where(ok, n_in, 1)) ** 0.25, torch.ones_like(n_in))
+            worst = max(worst, float(torch.log(c).abs().max()))
+            scales = [torch.ones(layers[i].out_features) for i in range(li)] + [c]
+            out = apply_rescaling(space, out, scales)
+        if worst < tol:
+            break
+    return out
+
+
+def check_same_function(
+    space: ParamSpace, a: torch.Tensor, b: torch.Tensor, *, samples: int = 64, rtol: float = 1e-4
+) -> float:
+    """Largest output difference between θ_a and θ_b on training samples, relative to |f|.
+
+    Example:
+        >>> from landscape.experiments.models import mlp
+        >>> from landscape.io import ModelBundle, load_data
+        >>> sp = ParamSpace(ModelBundle.from_module(mlp(10, 4, 3), load_data("synthetic")))
+        >>> check_same_function(sp, sp.theta0, sp.theta0)
+        0.0
+    """
+    x = space.bundle.to_device(space.bundle.data.x_train[:samples])
+    f = outputs_many(space, torch.stack([a, b]), x)
+    scale = float(f[0].abs().max()) or 1.0
+    return float((f[0] - f[1]).abs().max()) / scale
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Result of weight matching: B's parameters permuted onto A, and the permutations."""
+
+    theta: torch.Tensor
+    perms: list[np.ndarray]
+    iterations: int
+    similarity: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (without θ)."""
+        return {
+            "perms": [p.tolist() for p in self.perms],
+            "iterations": int(self.iterations),
+            "similarity": float(self.similarity),
+        }
+
+
+def weight_matching(
+    space: ParamSpace,
+    theta_a: torch.Tensor,
+    theta_b: torch.Tensor,
+    *,
+    max_iter: int = 100,
+    seed: int = 0,
+) -> Alignment:
+    """Permute B's hidden units to best match A's weights (Git Re-Basin weight matching).
+
+    Args:
+        space: an MLP-shaped parameter space (layout only; no data is used).
+        theta_a: the reference network.
+        theta_b: the network to permute.
+        max_iter: sweeps over the layers at most.
+        seed: seed of the layer order.
+
+    Returns:
+        The permuted ``theta_b`` with the permutations.
+
+    Example:
+        >>> from landscape.experiments.models import mlp
+        >>> from landscape.io import ModelBundle, load_data
+        >>> sp = ParamSpace(ModelBundle.from_module(mlp(10, 4, 3), load_data("synthetic")))
+        >>> pb = apply_permutation(sp, sp.theta0, [np.array([2, 0, 3, 1])])
+        >>> al = weight_matching(sp, sp.theta0, pb)
+        >>> bool(torch.equal(al.theta, sp.theta0))
+        True
+    """
+    layers = mlp_layout(space)
+    hidden = len(layers) - 1
+    a = theta_a.detach().double().cpu()
+    b = theta_b.detach().double().cpu()
+    perms = [np.arange(layers[i].out_features) for i in range(hidden)]
+    rng = np.random.default_rng(seed)
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007
+        changed = False
+        for li in rng.permutation(hidden):
+            lay, nxt = layers[li], layers[li + 1]
+            wa, wb = _weights(a, lay), _weights(b, lay)
+            if li > 0:
+                wb = wb[:, torch.as_tensor(perms[li - 1])]
+            sim = wa @ wb.T
+            if lay.bias is not None:
+                sim = sim + torch.outer(a[lay.bias], b[lay.bias])
+            na, nb = _weights(a, nxt), _weights(b, nxt)
+            if li + 1 < hidden:
+                nb = nb[torch.as_tensor(perms[li + 1])]
+            sim = sim + na.T @ nb
+            _, cols = linear_sum_assignment(sim.numpy(), maximize=True)
+            if not np.array_equal(cols, perms[li]):
+                changed = True
+                perms[li] = cols
+        if not changed:
+            break
+    aligned = apply_permutation(space, theta_b.detach(), perms)
+    sim_total = float((aligned.double().cpu() * a).sum())
+    return Alignment(aligned, perms, it, sim_total)
+
+
+def canonicalize(space: ParamSpace, theta: torch.Tensor) -> torch.Tensor:
+    """Rebalance θ and check the function did not change (it needs homogeneous activations).
+
+    Raises:
+        ConfigError: if balancing changed the outputs (e.g. tanh or sigmoid activations).
+    """
+    out = rebalance(space, theta)
+    diff = check_same_function(space, theta, out)
+    if diff > 1e-3:
+        raise ConfigError(
+            "rebalancing changed the network's outputs, so its activations are not positively"
+            " homogeneous; align without rescaling (rescale=False) for this model."
+        )
+    return out
