@@ -340,6 +340,43 @@ def case_trace(
     emit(out)
 
 
+def case_calibration(name: str, model: nn.Module, data: Any, *, seeds: int, ref: Any) -> None:
+    """Are the reported standard errors honest? Spread of the estimates over seeds (the
+    true standard deviation) against the median reported stderr, for each estimator and
+    budget; and how often the reference lies within 2 reported stderr."""
+    bundle = ModelBundle.from_module(model, data)
+    op = CurvatureOperator(ParamSpace(bundle))
+    rows = []
+    for label, fn, budget in (
+        ("hutchpp", hutchpp_trace, 12),
+        ("hutchpp", hutchpp_trace, 30),
+        ("hutchinson", hutchinson_trace, 12),
+        ("hutchinson", hutchinson_trace, 30),
+    ):
+        est = [fn(op, budget, seed=s) for s in range(seeds)]
+        means = np.array([e.mean for e in est])
+        ses = np.array([e.stderr for e in est])
+        rows.append(
+            {
+                "estimator": label,
+                "matvecs": budget,
+                "mean_of_estimates": float(means.mean()),
+                "sd_of_estimates": float(means.std(ddof=1)),
+                "median_reported_stderr": float(np.median(ses)),
+                "coverage_2_stderr": float(np.mean(np.abs(means - ref.mean) <= 2 * ses)),
+            }
+        )
+    emit(
+        {
+            "case": "trace_calibration",
+            "model": name,
+            "seeds": seeds,
+            "reference": {"mean": ref.mean, "stderr": ref.stderr},
+            "rows": rows,
+        }
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small and fast (< 60 s)")
@@ -348,7 +385,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default 10)")
     p.add_argument("--tol", type=float, default=1e-3, help="our Lanczos tolerance")
     p.add_argument(
-        "--cases", default="hvp,top5,trace", help="comma-separated subset of hvp,top5,trace"
+        "--cases",
+        default="hvp,top5,trace",
+        help="comma-separated subset of hvp,top5,trace,calibration (calibration is opt-in)",
     )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -383,11 +422,12 @@ def main(argv: list[str] | None = None) -> None:
                 ref_iter=120 if quick else 300,
                 tight_tols=(1e-4, 1e-5) if quick else (1e-4, 1e-5, 1e-6),
             )
-    if "trace" in cases:
+    ref = None
+    if ("trace" in cases and not quick) or "calibration" in cases:
+        # a tight Hutch++ reference trace (stderr ~0.2% of the trace)
         bundle = ModelBundle.from_module(cnn, data)
-        ref = None
-        if not quick:  # a tight Hutch++ reference trace (stderr ~0.2% of the trace)
-            ref = hutchpp_trace(CurvatureOperator(ParamSpace(bundle)), 900, seed=12345)
+        ref = hutchpp_trace(CurvatureOperator(ParamSpace(bundle)), 900, seed=12345)
+    if "trace" in cases:
         case_trace(
             "digits_cnn",
             cnn,
@@ -407,6 +447,8 @@ def main(argv: list[str] | None = None) -> None:
             pyhessian_kwargs={"maxIter": probes, "tol": 1e-12},
             label=f"pyhessian with a fixed {probes} probes (tighter stderr)",
         )
+    if "calibration" in cases:
+        case_calibration("digits_cnn", cnn, data, seeds=5 if quick else 20, ref=ref)
 
 
 if __name__ == "__main__":

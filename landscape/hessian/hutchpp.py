@@ -42,7 +42,10 @@ def hutchpp_trace(
 
     The budget is split in thirds (sketch, exact part, residual Hutchinson; any remainder
     goes to the residual part). The standard error is that of the residual Hutchinson
-    mean: the exact part carries no sampling error given the sketch.
+    mean: the exact part carries no sampling error given the sketch. With few residual
+    probes (fewer than about 10, i.e. budgets under 30) that standard error is itself
+    noisy and tends to understate the spread (on a trained CNN Hessian: reported 0.32
+    against a true 0.50 at 12 matvecs; calibrated at 30).
 
     Args:
         op: a symmetric operator.
