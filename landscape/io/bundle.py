@@ -7,8 +7,6 @@ A bundle is a ``torch.save`` of plain data (tensors, strings, numbers), so it lo
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ from torch import nn
 
 from landscape.errors import ConfigError
 from landscape.io.checkpoint import BUNDLE_KEY, LoadedModel, load_model
+from landscape.io.rundir import atomic_write
 
 
 def save(
@@ -81,15 +80,7 @@ def save(
         "loss": loss,
         "meta": json.loads(json.dumps(meta or {})),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
     return path
 
 
