@@ -8,7 +8,8 @@ One evaluator serves the CPU and accelerators (the device comes from the model):
   eager execution if it fails. The CPU default.
 * ``vmap``: a batch of points at once with ``torch.func.vmap`` over the coordinates. The
   default on accelerators, where it is combined with large data chunks, optional bf16
-  autocast (fp32 loss, float64 sums) and channels_last inputs for convolutions.
+  autocast (fp32 loss, float64 sums) and channels_last inputs for convolutions (which
+  the compiled CPU loop uses too).
 * first-layer trick: when the model is an ``nn.Sequential`` whose first parameterized
   module is a Conv/Linear applied to the input, ``layer(x, W + Σ c_k D_k) = layer(x, W) +
   Σ c_k layer(x, D_k)`` (biases likewise); the ``1 + k`` outputs are computed once per data
@@ -318,6 +319,9 @@ class PointEvaluator:
             self.method = "loop" if self.device.type == "cpu" else "vmap"
         else:
             self.method = method
+        self._has_conv2d = any(
+            isinstance(m, nn.Conv2d) for m in space.bundle.module.modules()
+        )
         self.channels_last = self.device.type == "cuda"
         self.first: FirstLayer | None = None
         if first_layer and self.method in ("loop", "vmap"):
@@ -464,9 +468,18 @@ class PointEvaluator:
         return vstep
 
     def enable_compile(self) -> None:
-        """Route the loop path through ``torch.compile`` (eager fallback on failure)."""
+        """Route the loop path through ``torch.compile`` (eager fallback on failure).
+
+        Convolutional models then take channels_last inputs on the CPU as well (oneDNN
+        convolutions are about 1.3× faster in that layout); the eager path keeps the default layout,
+        so that it reproduces :meth:`ParamSpace.evaluate` bit for bit.
+        """
         if self.method == "loop" and not self._step.active and self._step.error is None:
             self._step = _MaybeCompiled(self._make_step(), enabled=True)
+            if self._step.active and self._has_conv2d and not self.channels_last:
+                self.channels_last = True
+                self._chunks.clear()
+                self._first_cache.clear()
 
     @property
     def compiled(self) -> bool:

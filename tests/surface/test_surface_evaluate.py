@@ -14,6 +14,7 @@ from landscape.experiments.models import mlp
 from landscape.io.model_bundle import ModelBundle
 from landscape.surface import (
     GridSpec,
+    PointEvaluator,
     Surface,
     detect_first_layer,
     evaluate_points,
@@ -250,6 +251,20 @@ def test_compiled_loop_matches_eager_and_compiles_once(digits_tiny):
     # grid coordinates enter as tensors: one graph serves all nine points
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
     np.testing.assert_allclose(comp.train_loss, eager.train_loss, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_conv_loop_uses_channels_last_and_matches_eager(cnn_space):
+    dirs = random_directions(cnn_space, 2, seed=3)
+    spec = GridSpec.parse("3x3", "-0.5:0.5")
+    eager = evaluate_surface(cnn_space, dirs, spec, compile=False, test=False)
+    ev = PointEvaluator(cnn_space, dirs, compile=True)
+    assert ev.compiled and ev.channels_last
+    _, x, _ = next(ev.chunks("train"))
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    a, b = np.meshgrid(*spec.coordinates(), indexing="ij")
+    comp = ev.evaluate(np.stack([a.ravel(), b.ravel()], 1))["train_loss"].reshape(3, 3)
+    np.testing.assert_allclose(comp, eager.train_loss, rtol=1e-9)
 
 
 def test_dataset_roundtrip_and_summary(mlp_space):
