@@ -13,6 +13,10 @@ Hessian-vector product strategies (``strategy=``):
   ``matmat`` (fastest on GPUs);
 * ``auto``: ``forward`` on accelerators, ``cached`` on the CPU when the data is at most
   a few chunks, else ``reverse``. TorchScript models always use a reverse strategy.
+
+Every product runs with eval-mode BatchNorm written as its per-channel affine map
+(:func:`~landscape.engine.affine_norm.affine_eval_batchnorm`): the same function and
+derivatives, with a much cheaper double backward than PyTorch's batch-norm kernels.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch.func import grad, jvp, vjp, vmap
 
+from landscape.engine.affine_norm import affine_eval_batchnorm
 from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError
 
@@ -73,6 +78,12 @@ class DenseOperator:
         """Return ``(A V^T)^T`` for probes stacked as rows."""
         self.matvecs += vs.shape[0]
         return vs @ self.matrix.T
+
+
+def _accumulate(out: torch.Tensor | None, parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """``out + concat(parts)``, flattened; never in place (a part may alias the probe)."""
+    flat = parts[0].reshape(-1) if len(parts) == 1 else torch.cat([h.reshape(-1) for h in parts])
+    return flat if out is None else out + flat
 
 
 class CurvatureOperator:
@@ -145,7 +156,7 @@ class CurvatureOperator:
 
     # -- Hessian --------------------------------------------------------------
     def _hvp_reverse(self, v: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros_like(self.theta)
+        out: torch.Tensor | None = None
         if self.strategy == "cached":
             if self._cache is None:
                 self._cache = []
@@ -154,12 +165,12 @@ class CurvatureOperator:
                     self._cache.append((g, leaves))
             for g, leaves in self._cache:
                 hv = torch.autograd.grad(g, leaves, grad_outputs=v, retain_graph=True)
-                out += torch.cat([h.reshape(-1) for h in hv])
+                out = _accumulate(out, hv)
         else:
             for x, y in self.space.chunks(self.split):
                 _, g, leaves = self.space.grad_graph(self.theta, x, y, create_graph=True)
-                hv = torch.autograd.grad(g, leaves, grad_outputs=v)
-                out += torch.cat([h.reshape(-1) for h in hv])
+                out = _accumulate(out, torch.autograd.grad(g, leaves, grad_outputs=v))
+        assert out is not None  # the split is not empty
         return out / self.n
 
     def _chunk_hvp_forward(self, x: torch.Tensor, y: torch.Tensor):  # noqa: ANN202
@@ -214,6 +225,14 @@ class CurvatureOperator:
     # -- public ---------------------------------------------------------------
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """Apply the operator to one vector of shape ``(dim,)``."""
+        if self._cache is not None and self.kind == "hessian":
+            # graphs are built: nothing is traced, so no function mode is needed
+            self.matvecs += 1
+            return self._hvp_reverse(v.to(device=self.device, dtype=self.dtype))
+        with affine_eval_batchnorm():
+            return self._matvec(v)
+
+    def _matvec(self, v: torch.Tensor) -> torch.Tensor:
         v = v.to(device=self.device, dtype=self.dtype)
         self.matvecs += 1
         if self.kind == "fisher":
@@ -235,9 +254,13 @@ class CurvatureOperator:
         With the ``forward`` strategy the probes are vmapped (one batched pass per chunk);
         otherwise they are applied one by one, which is faster on CPUs.
         """
+        with affine_eval_batchnorm():
+            return self._matmat(vs)
+
+    def _matmat(self, vs: torch.Tensor) -> torch.Tensor:
         vs = vs.to(device=self.device, dtype=self.dtype)
         if vs.dim() == 1:
-            return self.matvec(vs)
+            return self._matvec(vs)
         if self.kind == "fisher":
             self.matvecs += vs.shape[0]
             out = torch.zeros_like(vs)
@@ -251,7 +274,7 @@ class CurvatureOperator:
             for x, y in self.space.chunks(self.split):
                 out += vmap(make(x, y))(vs).detach()
             return out / self.n
-        return torch.stack([self.matvec(v) for v in vs])
+        return torch.stack([self._matvec(v) for v in vs])
 
     def release(self) -> None:
         """Free cached graphs and per-sample gradients."""
