@@ -101,3 +101,16 @@ def test_traces_on_a_network(mlp_bundle, exact):
 def test_bad_arguments(call):
     with pytest.raises(ConfigError):
         call(DenseOperator(torch.eye(3)))
+
+
+def test_hutchpp_stderr_is_honest_with_few_probes(spectrum_op):
+    """At 12 matvecs (4 residual probes) the reported stderr tracks the true spread."""
+    rng = np.random.default_rng(7)
+    eigs = np.concatenate([[30.0, 12.0, 8.0, 6.0, 5.0, 4.0], rng.exponential(0.3, 300)])
+    op = spectrum_op(eigs, seed=7)
+    ests = [hutchpp_trace(op, 12, seed=s) for s in range(60)]
+    means = np.array([e.mean for e in ests])
+    ses = np.array([e.stderr for e in ests])
+    spread = means.std(ddof=1)
+    assert 0.8 * spread <= np.sqrt(np.mean(ses**2)) <= 1.6 * spread
+    assert np.mean(np.abs(means - eigs.sum()) <= 2 * ses) >= 0.9
