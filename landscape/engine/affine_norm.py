@@ -5,8 +5,8 @@ In eval mode ``batch_norm(x) = (x − μ)/√(σ² + ε) · γ + β`` with fixed
 for training mode, and their double backward (which every reverse-over-reverse
 Hessian-vector product runs) costs several passes over the activations. Differentiating
 the affine form instead gives the same values and derivatives of every order, with a
-graph of two elementwise ops: about 1.8× faster Hessian-vector products on a small
-BatchNorm CNN on the CPU.
+graph of two elementwise ops: Hessian-vector products about 1.25× faster (median of paired
+runs) on a small BatchNorm CNN on the CPU.
 
 :func:`affine_eval_batchnorm` swaps the form for the calls made inside it, through a
 ``TorchFunctionMode`` that intercepts ``torch.nn.functional.batch_norm`` (what every
