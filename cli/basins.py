@@ -181,20 +181,7 @@ def basins(
     quiet: QuietOpt = False,
 ) -> None:
     """Measure a checkpoint's basin: LLC, volume, Jacobian rank, compressibility, curvature."""
-    opts = LoadOptions(
-        checkpoint,
-        model,
-        model_kwargs,
-        trust_checkpoint,
-        data,
-        loss,
-        max_samples,
-        batch_size,
-        test_fraction,
-        device,
-        dtype,
-        seed,
-    )
+    opts = LoadOptions.from_params(locals())
     cfg = build_basins_config(
         measure,
         config,

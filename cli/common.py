@@ -6,7 +6,7 @@ import contextlib
 import functools
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -179,6 +179,18 @@ class LoadOptions:
     device: str | None = None
     dtype: str | None = None
     seed: int = 0
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> LoadOptions:
+        """The options from a command's parameters (``locals()`` at the top of its body).
+
+        The trust flag may be named ``trust`` or ``trust_checkpoint``; other entries are
+        ignored.
+        """
+        values = {f.name: params[f.name] for f in fields(cls) if f.name in params}
+        if "trust" not in values:
+            values["trust"] = params.get("trust_checkpoint", False)
+        return cls(**values)
 
     def to_config(self, loaded: LoadedModel | None = None) -> dict[str, Any]:
         """The resolved options as JSON."""

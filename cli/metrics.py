@@ -110,20 +110,7 @@ def metrics_command(
     names = check_names(metric) if metric else None
     radius = positive("--radius", radius)
     sigma = positive("--sigma", sigma)
-    opts = LoadOptions(
-        checkpoint,
-        model,
-        model_kwargs,
-        trust,
-        data,
-        loss,
-        max_samples,
-        batch_size,
-        test_fraction,
-        device,
-        dtype,
-        seed,
-    )
+    opts = LoadOptions.from_params(locals())
     bundle, loaded = load_bundle(opts)
     space = ParamSpace(bundle)
     t0 = time.perf_counter()

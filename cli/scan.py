@@ -225,20 +225,7 @@ def scan(
     quiet: QuietOpt = False,
 ) -> None:
     """Scan a checkpoint: spectrum, trace, density, metrics, a 2D surface and figures."""
-    opts = LoadOptions(
-        checkpoint,
-        model,
-        model_kwargs,
-        trust_checkpoint,
-        data,
-        loss,
-        max_samples,
-        batch_size,
-        test_fraction,
-        device,
-        dtype,
-        seed,
-    )
+    opts = LoadOptions.from_params(locals())
     overrides: dict[str, Any] = {
         "top_k": top_k,
         "bottom_k": bottom_k,

@@ -214,20 +214,7 @@ def surface(
         parse_range(range_, dims)
     GridSpec.parse(grid_text, range_ or "-1:1", dims)  # validate before loading anything
 
-    opts = LoadOptions(
-        checkpoint,
-        model,
-        model_kwargs,
-        trust,
-        data,
-        loss,
-        max_samples,
-        batch_size,
-        test_fraction,
-        device,
-        dtype,
-        seed,
-    )
+    opts = LoadOptions.from_params(locals())
     bundle, loaded = load_bundle(opts)
     space = ParamSpace(bundle)
     ignore = "none" if keep_biases else "biasbn"
