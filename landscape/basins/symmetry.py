@@ -19,6 +19,7 @@ Only MLP-shaped parameter spaces are supported: a chain of 2-D weights ``W_l`` o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,7 +86,7 @@ def _weights(theta: torch.Tensor, layer: DenseLayer) -> torch.Tensor:
 
 
 def apply_permutation(
-    space: ParamSpace, theta: torch.Tensor, perms: list[np.ndarray | torch.Tensor]
+    space: ParamSpace, theta: torch.Tensor, perms: Sequence[np.ndarray | torch.Tensor]
 ) -> torch.Tensor:
     """Permute hidden units: unit ``i`` of hidden layer ``l`` becomes old unit ``perms[l][i]``.
 

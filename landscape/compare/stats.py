@@ -179,11 +179,11 @@ def _percentile_ci(vals: np.ndarray, level: float) -> tuple[float, float]:
 
 
 def rank_correlation(
-    x: Sequence[float],
-    y: Sequence[float],
+    x: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
     *,
-    x_err: Sequence[float] | None = None,
-    y_err: Sequence[float] | None = None,
+    x_err: Sequence[float] | np.ndarray | None = None,
+    y_err: Sequence[float] | np.ndarray | None = None,
     metric: str = "metric",
     against: str = "generalization_gap",
     expected_sign: int = 1,

@@ -197,12 +197,12 @@ class CurvatureOperator:
         def lo(out: torch.Tensor) -> torch.Tensor:
             return loss.chunk_sum(out, y)
 
-        out0, vjp_fn = vjp(f, self.theta)
+        out0, vjp_fn = vjp(f, self.theta)[:2]
         gl = grad(lo)
 
         def gvp(v: torch.Tensor) -> torch.Tensor:
-            _, jv = jvp(f, (self.theta,), (v,))
-            _, hjv = jvp(gl, (out0.detach(),), (jv,))
+            jv = jvp(f, (self.theta,), (v,))[1]
+            hjv = jvp(gl, (out0.detach(),), (jv,))[1]
             return vjp_fn(hjv)[0]
 
         return gvp

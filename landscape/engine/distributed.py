@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import numpy as np
 import torch
@@ -386,6 +386,10 @@ def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
     return n * rank // world, n * (rank + 1) // world
 
 
+@overload
+def _shard(t: torch.Tensor, rank: int, world: int, mode: str) -> torch.Tensor: ...
+@overload
+def _shard(t: None, rank: int, world: int, mode: str) -> None: ...
 def _shard(t: torch.Tensor | None, rank: int, world: int, mode: str) -> torch.Tensor | None:
     if t is None:
         return None

@@ -163,12 +163,14 @@ def measure(
         if need_eig or "volume" in ms:
             op = CurvatureOperator(space, theta)
         if need_eig:
+            assert op is not None
             t0 = time.perf_counter()
             eig = top_eigenpairs(
                 op, min(cfg.eigen_k, space.dim), seed=cfg.seed, return_vectors=True
             )
             timing["eigen"] = time.perf_counter() - t0
         if "curvature" in ms:
+            assert op is not None  # curvature needs the eigenpairs, so op exists
             t0 = time.perf_counter()
             tr = hutchpp_trace(op, cfg.trace_matvecs, seed=cfg.seed)
             out["curvature"] = {

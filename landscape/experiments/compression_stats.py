@@ -47,8 +47,8 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def stratified_spearman(
-    x: Sequence[float],
-    y: Sequence[float],
+    x: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
     strata: Sequence[object],
     *,
     permutations: int = 2000,

@@ -65,10 +65,10 @@ def save(
                 f"{what} must hold only JSON values (numbers, strings, lists, dicts): {exc};"
                 " convert arrays and tensors with .tolist()."
             ) from exc
-    for what, value in (("data", data), ("loss", loss)):
-        if value is not None and not isinstance(value, str):
+    for what, spec in (("data", data), ("loss", loss)):
+        if spec is not None and not isinstance(spec, str):
             raise ConfigError(
-                f"{what} must be a string such as 'digits', got {type(value).__name__}."
+                f"{what} must be a string such as 'digits', got {type(spec).__name__}."
             )
     sd = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     payload = {

@@ -25,7 +25,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import nn
@@ -253,7 +253,7 @@ def detect_format(path: Path) -> str:
     raise _unknown_format(path)
 
 
-def _is_tensor_dict(obj: Any) -> bool:
+def _is_tensor_dict(obj: Any) -> TypeGuard[dict[str, torch.Tensor]]:
     return (
         isinstance(obj, dict)
         and bool(obj)

@@ -151,9 +151,9 @@ class ModelBundle:
             raise ConfigError(f"expected a torch.nn.Module, got {type(model).__name__}.")
         model = unwrap(model)
         dev0, dt0 = _module_device_dtype(model)
-        dev = parse_device(device) if isinstance(device, str) else (device or dev0)
-        dt = parse_dtype(dtype) if isinstance(dtype, str) else (dtype or dt0)
-        if dt is not None and not dt.is_floating_point:
+        dev = (parse_device(device) if isinstance(device, str) else device) or dev0
+        dt = (parse_dtype(dtype) if isinstance(dtype, str) else dtype) or dt0
+        if not dt.is_floating_point:
             raise ConfigError(f"--dtype must be a floating dtype, got {dt}.")
         if scripted is None:
             scripted = isinstance(model, torch.jit.ScriptModule)

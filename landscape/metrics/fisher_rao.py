@@ -81,7 +81,7 @@ def fisher_rao_norm(
         def f(t: torch.Tensor, x: torch.Tensor = x) -> torch.Tensor:
             return space.forward(t, x)
 
-        out, fdot = jvp(f, (th,), (th,))
+        out, fdot = jvp(f, (th,), (th,))[:2]
         out, fdot = out.detach(), fdot.detach()
 
         def lo(o: torch.Tensor, y: torch.Tensor = y) -> torch.Tensor:
@@ -92,7 +92,7 @@ def fisher_rao_norm(
             s = (dl * fdot).reshape(out.shape[0], -1).sum(dim=1)
             total += (s.to(torch.float64) ** 2).sum()
         else:
-            _, hv = jvp(grad(lo), (out,), (fdot,))
+            hv = jvp(grad(lo), (out,), (fdot,))[1]
             total += (fdot * hv).to(torch.float64).sum()
     sq = float(total) / space.num_samples(split)
     return math.sqrt(max(sq, 0.0))

@@ -332,7 +332,7 @@ def trajectory_files(folder: str | Path) -> list[Path]:
 
 
 def _module_vector(space: ParamSpace, module: torch.nn.Module, source: str) -> torch.Tensor:
-    params = dict(module.named_parameters())
+    params: dict[str, torch.Tensor] = dict(module.named_parameters())
     params.update({k: v for k, v in module.named_buffers() if k not in params})
     parts = []
     for info in space.infos:
@@ -813,7 +813,7 @@ def load_directions(path: str | Path, space: ParamSpace, *, origin: str = "auto"
         raise ConfigError(f"origin must be auto, file or model, got {origin!r}.")
     if use_file and not isinstance(stored_origin, torch.Tensor):
         raise ConfigError(f"{path} stores no origin; load it with origin='model'.")
-    org = stored_origin.reshape(-1) if use_file else space.theta0
+    org = stored_origin.reshape(-1) if use_file and stored_origin is not None else space.theta0
     traj = obj.get("trajectory")
     ev = obj.get("explained_variance")
     anchors = obj.get("anchors")

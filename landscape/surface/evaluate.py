@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import torch
@@ -241,7 +241,7 @@ class _MaybeCompiled:
         return self.fn(*args)
 
 
-def _is_bn(m: nn.Module) -> bool:
+def _is_bn(m: nn.Module) -> TypeGuard[nn.modules.batchnorm._BatchNorm]:
     return isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
 
 
@@ -341,7 +341,7 @@ class PointEvaluator:
         self._bn_module: nn.Module | None = None
         self.compile_mode = compile
         self._step = _MaybeCompiled(self._make_step(), enabled=False)
-        self._vstep: Callable[..., Any] | None = None
+        self._vstep: _MaybeCompiled | None = None
         if self.method == "loop" and compile is True:
             self.enable_compile()
         elif self.method == "vmap":
@@ -623,7 +623,9 @@ def _save_progress(
 ) -> None:
     def write(tmp: Path) -> None:
         with tmp.open("wb") as f:
-            np.savez(f, fingerprint=np.array(fingerprint), done=done, **arrays)
+            payload: dict[str, Any] = {"fingerprint": np.array(fingerprint), "done": done}
+            payload.update(arrays)
+            np.savez(f, **payload)
 
     atomic_write(path, write)
 
