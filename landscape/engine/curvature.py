@@ -16,7 +16,7 @@ Hessian-vector product strategies (``strategy=``):
 
 Every product runs with eval-mode BatchNorm written as its per-channel affine map
 (:func:`~landscape.engine.affine_norm.affine_eval_batchnorm`): the same function and
-derivatives, with a much cheaper double backward than PyTorch's batch-norm kernels.
+derivatives, with a cheaper double backward than PyTorch's batch-norm kernels.
 """
 
 from __future__ import annotations

@@ -471,8 +471,8 @@ class PointEvaluator:
         """Route the loop path through ``torch.compile`` (eager fallback on failure).
 
         Convolutional models then take channels_last inputs on the CPU as well (oneDNN
-        convolutions are about 1.3× faster in that layout); the eager path keeps the default layout,
-        so that it reproduces :meth:`ParamSpace.evaluate` bit for bit.
+        convolutions are about 1.3× faster in that layout); the eager path keeps the
+        default layout, so that it reproduces :meth:`ParamSpace.evaluate` bit for bit.
         """
         if self.method == "loop" and not self._step.active and self._step.error is None:
             self._step = _MaybeCompiled(self._make_step(), enabled=True)
