@@ -21,6 +21,7 @@ derivatives, with a cheaper double backward than PyTorch's batch-norm kernels.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -225,11 +226,9 @@ class CurvatureOperator:
     # -- public ---------------------------------------------------------------
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """Apply the operator to one vector of shape ``(dim,)``."""
-        if self._cache is not None and self.kind == "hessian":
-            # graphs are built: nothing is traced, so no function mode is needed
-            self.matvecs += 1
-            return self._hvp_reverse(v.to(device=self.device, dtype=self.dtype))
-        with affine_eval_batchnorm():
+        # once the graphs are cached nothing is traced, so no function mode is needed
+        traced = self._cache is None or self.kind != "hessian"
+        with affine_eval_batchnorm() if traced else nullcontext():
             return self._matvec(v)
 
     def _matvec(self, v: torch.Tensor) -> torch.Tensor:

@@ -96,8 +96,7 @@ def hutchpp_trace(
         a_g = _apply(op, g, task)
         resid = (g * a_g).sum(dim=1, dtype=torch.float64).cpu()
         b_r = a_g - (a_g @ q) @ qt  # B r = P A P r for the Rademacher r behind g
-        fro2 = float(b_r.pow(2).sum(dtype=torch.float64)) / max(probes, 1)
-    mean, se = mean_and_stderr(resid)
-    se_fro = math.sqrt(2.0 * fro2 / probes) if probes > 0 else float("nan")
-    se = se_fro if math.isnan(se) else max(se, se_fro)
+        fro2 = float(b_r.pow(2).sum(dtype=torch.float64)) / probes
+    mean, se = mean_and_stderr(resid)  # probes >= 2: a budget of 6+ leaves a third or more
+    se = max(se, math.sqrt(2.0 * fro2 / probes))
     return Estimate(exact + mean, se, probes, "hutch++")
