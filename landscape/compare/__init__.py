@@ -22,7 +22,6 @@ from landscape.compare.comparison import (
     write_table_csv,
 )
 from landscape.compare.runs import RunData, load_run, load_runs
-from landscape.compare.stats import RankCorrelation, kendall_tau_b, rank_correlation, spearman_rho
 from landscape.compare.table import (
     GAP_KEY,
     ComparisonTable,
@@ -33,6 +32,7 @@ from landscape.compare.table import (
     run_metrics,
     short_label,
 )
+from landscape.stats import RankCorrelation, kendall_tau_b, rank_correlation, spearman_rho
 
 __all__ = [
     "GAP_KEY",

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from landscape.compare.runs import RunData, as_float
-from landscape.compare.stats import RankCorrelation, rank_correlation
 from landscape.results import Estimate, _json_float
+from landscape.stats import RankCorrelation, rank_correlation
 
 ROLES = ("performance", "gap", "sharpness", "flatness", "info")
 GAP_KEY = "generalization_gap"

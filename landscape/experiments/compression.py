@@ -52,12 +52,6 @@ from landscape.basins.symmetry import check_same_function, rescale_layer_pair
 from landscape.engine import ParamSpace
 from landscape.errors import ConfigError, RunDirError
 from landscape.experiments.basins_run import MEASURES, BasinsConfig, measure
-from landscape.experiments.compression_stats import (
-    bootstrap_mean_ci,
-    cohens_d,
-    holm,
-    stratified_spearman,
-)
 from landscape.experiments.models import mlp
 from landscape.experiments.train import TrainConfig, train
 from landscape.io.data import DataSource, load_data
@@ -65,6 +59,12 @@ from landscape.io.model_bundle import ModelBundle
 from landscape.io.presets import load_preset
 from landscape.io.rundir import RunDir, atomic_write, versions, write_json
 from landscape.progress import Progress, tracked
+from landscape.stats import (
+    bootstrap_mean_ci,
+    cohens_d,
+    holm,
+    stratified_spearman,
+)
 
 PRESETS = {"default": "compression", "quick": "compression_quick", "gpu": "compression_gpu"}
 

@@ -3,7 +3,7 @@ import pytest
 
 from landscape.errors import ConfigError
 from landscape.experiments.compression import CompressionConfig, load_config, noisy_labels
-from landscape.experiments.compression_stats import (
+from landscape.stats import (
     bootstrap_mean_ci,
     cohens_d,
     holm,

@@ -1,6 +1,10 @@
-"""Rank correlations between a metric and the generalization gap, with honest uncertainty.
+"""Statistics shared by ``compare`` and the experiments.
 
-Kendall's τ-b and Spearman's ρ are computed across runs. Their uncertainty comes from a
+Rank correlations with honest uncertainty, stratified and partial rank correlations with
+permutation p-values, bootstrap intervals, effect sizes and Holm's correction.
+
+Rank correlations between a metric and the generalization gap: Kendall's τ-b and
+Spearman's ρ are computed across runs. Their uncertainty comes from a
 seeded bootstrap that resamples runs (and, where a run's value has a standard error,
 perturbs it by that error, so estimator noise widens the interval), and a permutation
 test whose p-value is exact for few runs. With few runs the interval is wide and no
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 
 from landscape.results import _json_float
 
@@ -300,3 +305,215 @@ def rank_correlation(
         seed=seed,
         note="; ".join(parts),
     )
+
+
+# -- experiment statistics (stratified, partial, bootstrap, effect sizes, Holm) ---------
+def bootstrap_mean_ci(
+    values: Sequence[float], *, resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """Mean and percentile bootstrap interval of the mean (NaNs dropped).
+
+    Example:
+        >>> m, lo, hi = bootstrap_mean_ci([1.0, 2.0, 3.0, 4.0])
+        >>> m, lo <= m <= hi
+        (2.5, True)
+    """
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    m = float(x.mean())
+    if x.size == 1:
+        return m, m, m
+    rng = np.random.default_rng(seed)
+    boots = x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
+    a = (1 - level) / 2
+    lo, hi = np.quantile(boots, [a, 1 - a])
+    return m, float(lo), float(hi)
+
+
+def _strata_groups(
+    ok: np.ndarray, strata: Sequence[object] | np.ndarray, *arrays: np.ndarray
+) -> list[np.ndarray]:
+    """Indices (into the filtered arrays) of each stratum with ≥ 3 pairs and variation."""
+    sa = np.asarray([str(s) for s in strata])[ok]
+    groups = []
+    for s in np.unique(sa):
+        idx = np.nonzero(sa == s)[0]
+        if idx.size >= 3 and all(np.ptp(a[idx]) > 0 for a in arrays):
+            groups.append(idx)
+    return groups
+
+
+def _within_strata_perm_p(
+    rx: list[np.ndarray], ry: list[np.ndarray], observed: float, permutations: int, seed: int
+) -> float:
+    """Two-sided permutation p of the size-weighted mean correlation, shuffling within strata.
+
+    ``rx`` and ``ry`` are centred, unit-norm vectors per stratum, so a stratum's
+    correlation is their dot product (a permutation keeps the norm).
+    """
+    if permutations <= 0 or not math.isfinite(observed):
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    n = sum(a.size for a in rx)
+    total = np.zeros(permutations)
+    for a, b in zip(rx, ry, strict=True):
+        perm = np.argsort(rng.random((permutations, b.size)), axis=1)
+        total += a.size * (b[perm] @ a)
+    hits = int(np.sum(np.abs(total / n) >= abs(observed) - 1e-12))
+    return (1 + hits) / (1 + permutations)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    c = v - v.mean()
+    norm = float(np.sqrt((c * c).sum()))
+    return c / norm if norm > 0 else c
+
+
+def stratified_spearman(
+    x: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
+    strata: Sequence[object],
+    *,
+    permutations: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, int]:
+    """Spearman ρ within each stratum, averaged (weighted by size), with a permutation p.
+
+    The p-value is two-sided: ``y`` is shuffled within strata ``permutations`` times and
+    ``p = (1 + #{|ρ_perm| ≥ |ρ|}) / (1 + permutations)``, so it cannot fall below
+    ``1 / (1 + permutations)``. Pairs with a non-finite value are dropped; strata with
+    fewer than three pairs or no variation are skipped.
+
+    Returns:
+        ``(rho, p, n)`` with ``n`` the number of pairs used.
+
+    Example:
+        >>> r, p, n = stratified_spearman([0, 1, 2, 0, 1, 2], [1, 2, 3, 5, 6, 7], [0, 0, 0, 1, 1, 1])
+        >>> round(r, 12), n
+        (1.0, 6)
+    """
+    xa = np.asarray(x, dtype=np.float64)
+    ya = np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(xa) & np.isfinite(ya)
+    xa, ya = xa[ok], ya[ok]
+    groups = _strata_groups(ok, strata, xa, ya)
+    if not groups:
+        return float("nan"), float("nan"), 0
+    n = int(sum(g.size for g in groups))
+    rx = [_unit(rankdata(xa[g])) for g in groups]
+    ry = [_unit(rankdata(ya[g])) for g in groups]
+    rho = float(sum(a.size * float(a @ b) for a, b in zip(rx, ry, strict=True)) / n)
+    return rho, _within_strata_perm_p(rx, ry, rho, permutations, seed), n
+
+
+def _residualize(r: np.ndarray, design: np.ndarray) -> np.ndarray:
+    coef, *_ = np.linalg.lstsq(design, r, rcond=None)
+    return r - design @ coef
+
+
+def partial_spearman(
+    x: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
+    covariates: Sequence[Sequence[float]] | np.ndarray,
+    strata: Sequence[object],
+    *,
+    permutations: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, int]:
+    """Spearman ρ of ``x`` and ``y`` controlling for covariates, within strata.
+
+    Within each stratum the ranks of ``x`` and ``y`` are regressed on the ranks of the
+    covariates (and a constant); ρ is the size-weighted mean correlation of the residuals.
+    The two-sided p-value permutes the residuals of ``y`` within strata (Kennedy's method).
+    Rows with any non-finite value are dropped; strata with fewer than ``3 + #covariates``
+    rows are skipped, and a covariate with no variation in a stratum is left out there.
+
+    Args:
+        x: the factor (e.g. label noise).
+        y: the measure.
+        covariates: rows of covariate values, shape ``(k, n)``.
+        strata: stratum of each row (e.g. the width).
+        permutations: Monte Carlo permutations.
+        seed: seed of the permutations.
+
+    Returns:
+        ``(rho, p, n)``.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> z = rng.normal(size=60)
+        >>> x, y = z + 0.1 * rng.normal(size=60), z + 0.1 * rng.normal(size=60)
+        >>> rho, p, n = partial_spearman(x, y, [z], [0] * 60, permutations=200)
+        >>> abs(rho) < 0.3, n
+        (True, 60)
+    """
+    xa = np.asarray(x, dtype=np.float64)
+    ya = np.asarray(y, dtype=np.float64)
+    cov = np.atleast_2d(np.asarray(covariates, dtype=np.float64))
+    if cov.size == 0:
+        cov = np.zeros((0, xa.size))
+    ok = np.isfinite(xa) & np.isfinite(ya) & np.all(np.isfinite(cov), axis=0)
+    xa, ya, cov = xa[ok], ya[ok], cov[:, ok]
+    sa = np.asarray([str(s) for s in strata])[ok]
+    rx: list[np.ndarray] = []
+    ry: list[np.ndarray] = []
+    for s in np.unique(sa):
+        idx = np.nonzero(sa == s)[0]
+        if idx.size < 3 + cov.shape[0]:
+            continue
+        cols = [np.ones(idx.size)] + [rankdata(c[idx]) for c in cov if np.ptp(c[idx]) > 0]
+        design = np.stack(cols, axis=1)
+        a = _residualize(rankdata(xa[idx]), design)
+        b = _residualize(rankdata(ya[idx]), design)
+        if np.ptp(a) <= 1e-9 or np.ptp(b) <= 1e-9:
+            continue
+        rx.append(_unit(a))
+        ry.append(_unit(b))
+    if not rx:
+        return float("nan"), float("nan"), 0
+    n = int(sum(a.size for a in rx))
+    rho = float(sum(a.size * float(a @ b) for a, b in zip(rx, ry, strict=True)) / n)
+    return rho, _within_strata_perm_p(rx, ry, rho, permutations, seed), n
+
+
+def cohens_d(a: Sequence[float], b: Sequence[float]) -> float:
+    """Standardized mean difference ``(mean(b) − mean(a)) / pooled sd``.
+
+    Example:
+        >>> round(cohens_d([0.0, 1.0, 2.0], [1.0, 2.0, 3.0]), 6)
+        1.0
+    """
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    if x.size < 2 or y.size < 2:
+        return float("nan")
+    pooled = ((x.size - 1) * x.var(ddof=1) + (y.size - 1) * y.var(ddof=1)) / (x.size + y.size - 2)
+    if pooled <= 0:
+        return (
+            float("nan") if y.mean() == x.mean() else float(np.sign(y.mean() - x.mean()) * np.inf)
+        )
+    return float((y.mean() - x.mean()) / np.sqrt(pooled))
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (NaNs stay NaN and are not counted).
+
+    Example:
+        >>> holm([0.01, 0.04, 0.03]).round(3).tolist()
+        [0.03, 0.06, 0.06]
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full_like(p, np.nan)
+    idx = np.nonzero(np.isfinite(p))[0]
+    m = idx.size
+    if m == 0:
+        return out
+    order = idx[np.argsort(p[idx], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
