@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -20,56 +20,65 @@ from landscape.cli.common import (
     progress_bars,
 )
 from landscape.errors import ConfigError
-from landscape.experiments.compression import PRESETS, load_config, run_compression
+from landscape.experiments.compression import (
+    PRESETS,
+    CompressionSummary,
+    load_config,
+    run_compression,
+)
 from landscape.io.rundir import default_run_dir
 
 EXPERIMENTS = ("compression",)
 
 
-def print_verdict(summary: dict[str, Any], run_dir: Path) -> None:
+def print_verdict(summary: CompressionSummary, run_dir: Path) -> None:
     """Print the verdict table."""
     from rich.table import Table
 
-    def f(x: Any, spec: str = ".2f") -> str:
+    def f(x: float | None, spec: str = ".2f") -> str:
         return format(x, spec) if isinstance(x, float) and x == x else "—"
 
-    colors = {"supports": "green", "contradicts": "red", "inconclusive": "yellow"}
+    colors = {
+        "supports": "green",
+        "contradicts": "red",
+        "confounded": "magenta",
+        "inconclusive": "yellow",
+    }
+    title = "negative control" if summary.negative_control else "compression experiment"
     t = Table(
-        title=f"compression experiment · {summary['num_reached']}/{summary['num_runs']} networks"
-        " at the target loss",
+        title=f"{title} · {summary.num_entering}/{summary.num_runs} networks enter the tests",
         show_header=True,
     )
-    for col in ("dataset", "measure", "ρ noise", "Holm p", "d", "ρ gap", "verdict"):
+    cols = ("dataset", "measure", "ρ noise", "Holm p", "ρ partial", "ρ matched", "verdict")
+    for col in cols:
         t.add_column(col, justify="left" if col in ("dataset", "measure", "verdict") else "right")
-    for v in summary["verdict"]:
-        c = colors.get(v["verdict"], "white")
+    for v in summary.verdicts:
+        c = colors.get(v.verdict, "white")
         t.add_row(
-            v["dataset"],
-            v["measure"],
-            f(v["rho"]),
-            f(v["p_holm"], ".3g"),
-            f(v["cohens_d"]),
-            f(v["gap_rho"]),
-            f"[{c}]{v['verdict']}[/{c}]",
+            v.dataset,
+            v.measure,
+            f(v.noise.rho if v.noise else None),
+            f(v.noise.p_holm if v.noise else None, ".3g"),
+            f(v.partial.rho if v.partial else None),
+            f(v.matched.rho if v.matched else None),
+            f"[{c}]{v.verdict}[/{c}]",
         )
     out_console.print(t)
-    ctl = summary.get("control", {}).get("measures", {})
-    if ctl:
-        moved = [m for m, c in ctl.items() if not c["invariant"]]
-        kept = [m for m, c in ctl.items() if c["invariant"]]
+    moved = [c.measure for c in summary.control if not c.invariant]
+    if summary.control:
         out_console.print(
-            "function-preserving rescaling: moves "
+            "function-preserving rescaling (measured canonicalized): moves "
             + (", ".join(moved) or "nothing")
-            + "; unchanged: "
-            + (", ".join(kept) or "nothing")
         )
-    if summary["not_reached"]:
+    for note in summary.notes:
+        out_console.print(f"[yellow]{note}[/yellow]")
+    if summary.not_reached:
         out_console.print(
-            f"[yellow]{len(summary['not_reached'])} runs did not reach the target loss"
+            f"[yellow]{len(summary.not_reached)} to-loss runs did not reach the target loss"
             " (listed in verdict.md)[/yellow]"
         )
     out_console.print(
-        f"computed {summary['runs_computed']} runs, reused {summary['runs_reused']};"
+        f"computed {summary.runs_computed} runs, reused {summary.runs_reused};"
         f" run directory: [bold]{run_dir}[/bold]"
     )
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 MEASURE_TITLES = {
     "llc": "LLC λ̂",
-    "log_volume": "log volume (plain)",
-    "log_volume_eigen": "log volume (eigen-precond.)",
-    "jacobian_rank": "Jacobian rank",
-    "jacobian_effective_rank": "Jacobian effective rank",
+    "log_prior_mass": "log prior mass of the basin",
+    "functional_rank": "functional dimension",
+    "excess_deficit": "deficit beyond symmetries",
+    "effective_rank": "Jacobian effective rank",
     "prunable_fraction": "prunable fraction",
     "quant_bits": "quantization bits",
     "description_bits": "description length (bits)",
@@ -19,6 +20,9 @@ MEASURE_TITLES = {
     "trace": "Hessian trace",
     "test_accuracy": "test accuracy",
     "generalization_gap": "generalization gap",
+    "log_steps": "log optimizer steps (null)",
+    "param_norm": "‖θ‖ canonical (null)",
+    "margin": "mean margin (null)",
 }
 
 
@@ -32,8 +36,9 @@ def _num(x: Any) -> float:
 def experiment_figures(out_dir: str | Path) -> list[Path]:
     """Draw the compression experiment's figures into ``out_dir/figures``.
 
-    One figure per dataset with every measure against label noise (one line per width,
-    bootstrap 95% intervals as error bars), and one of basin counts against width.
+    One figure per dataset and training arm with every measure against label noise (one
+    line per width, bootstrap 95% intervals as error bars), and one of basin counts
+    against width.
 
     Args:
         out_dir: the experiment's run directory (with ``summary.json``).
@@ -43,7 +48,7 @@ def experiment_figures(out_dir: str | Path) -> list[Path]:
 
     Example:
         >>> experiment_figures("runs/compression-quick")  # doctest: +SKIP
-        [PosixPath('runs/compression-quick/figures/compression_digits.png'), ...]
+        [PosixPath('runs/compression-quick/figures/compression_digits_to_loss.png'), ...]
     """
     import matplotlib
 
@@ -57,9 +62,10 @@ def experiment_figures(out_dir: str | Path) -> list[Path]:
     cells = summary["cells"]
     paths: list[Path] = []
     datasets = sorted({c["dataset"] for c in cells})
+    arms = list(dict.fromkeys(c["arm"] for c in cells))
     measures = [m for m in MEASURE_TITLES if cells and m in cells[0]]
-    for ds in datasets:
-        cs = [c for c in cells if c["dataset"] == ds]
+    for ds, arm in [(d, a) for d in datasets for a in arms]:
+        cs = [c for c in cells if c["dataset"] == ds and c["arm"] == arm]
         widths = sorted({c["width"] for c in cs})
         ncol = 4
         nrow = -(-len(measures) // ncol)
@@ -78,13 +84,18 @@ def experiment_figures(out_dir: str | Path) -> list[Path]:
         for ax in list(axes.flat)[len(measures) :]:
             ax.axis("off")
         axes.flat[0].legend(fontsize=7)
-        fig.suptitle(f"compression experiment · {ds} (mean, bootstrap 95% CI)", fontsize=10)
+        fig.suptitle(
+            f"compression experiment · {ds} · {arm.replace('_', ' ')} (mean, bootstrap 95% CI)",
+            fontsize=10,
+        )
         fig.tight_layout()
-        p = fig_dir / f"compression_{ds}.png"
+        p = fig_dir / f"compression_{ds}_{arm}.png"
         fig.savefig(p, dpi=110)
         plt.close(fig)
         paths.append(p)
-    counting = summary.get("counting", [])
+    counting = [
+        c for c in cells if c["arm"] == arms[0] and math.isfinite(_num(c.get("num_basins")))
+    ]
     if counting:
         fig, axes = plt.subplots(
             1, len(datasets), figsize=(4.0 * len(datasets), 3.0), squeeze=False
@@ -92,13 +103,13 @@ def experiment_figures(out_dir: str | Path) -> list[Path]:
         for ax, ds in zip(axes.flat, datasets, strict=True):
             cs = [c for c in counting if c["dataset"] == ds]
             for noise in sorted({c["noise"] for c in cs}):
-                pts = sorted((c["width"], c["num_basins"]) for c in cs if c["noise"] == noise)
+                pts = sorted((c["width"], _num(c["num_basins"])) for c in cs if c["noise"] == noise)
                 ax.plot(
                     [p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"noise {noise:g}"
                 )
             ax.set_xscale("log", base=2)
             ax.set_xlabel("width")
-            ax.set_ylabel("basins among seeds")
+            ax.set_ylabel("basins per label draw (mean)")
             ax.set_title(ds, fontsize=10)
             ax.legend(fontsize=7)
         fig.tight_layout()

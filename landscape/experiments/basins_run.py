@@ -1,4 +1,4 @@
-"""Basin measures of one network: LLC, basin volume, Jacobian rank, compressibility, curvature.
+"""Basin measures of one network: LLC, prior mass, functional dimension, P(f), compressibility.
 
 This is what ``landscape basins`` runs on a checkpoint and what the compression experiment
 runs on each trained network. It lives in ``experiments`` because it combines ``basins``
@@ -16,10 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from landscape.basins.compress import compressibility
-from landscape.basins.jacobian_rank import jacobian_rank
-from landscape.basins.llc import LLCConfig, estimate_llc
+from landscape.basins.compress import Compressibility, compressibility
+from landscape.basins.jacobian_rank import FunctionalDimension, functional_dimension
+from landscape.basins.llc import LLCConfig, LLCResult, estimate_llc
+from landscape.basins.prior_function import PriorProbability, prior_probability
+from landscape.basins.prior_mass import PriorMassResult, basin_prior_mass
 from landscape.basins.volume import (
+    VolumeResult,
     basin_volume,
     diagonal_preconditioner,
     eigen_preconditioner,
@@ -31,8 +34,13 @@ from landscape.hessian import hutchpp_trace, top_eigenpairs
 from landscape.io.model_bundle import ModelBundle
 from landscape.io.rundir import RunDir, versions
 from landscape.progress import Progress, tracked
+from landscape.results import Estimate, _json_float
 
-MEASURES = ("llc", "volume", "jacobian", "compress", "curvature")
+#: Measures ``landscape basins`` and the experiment can run. ``prior`` (sampling
+#: initializations) and ``volume`` (Lebesgue volume, finite only without flat directions)
+#: run only when asked for.
+MEASURES = ("llc", "mass", "jacobian", "compress", "curvature", "prior", "volume")
+DEFAULT_MEASURES = ("llc", "mass", "jacobian", "compress", "curvature")
 PRECONDITIONERS = ("none", "eigen", "diagonal")
 
 
@@ -41,29 +49,47 @@ class BasinsConfig:
     """What to measure and how.
 
     Attributes:
-        measures: any of ``llc``, ``volume``, ``jacobian``, ``compress``, ``curvature``.
+        measures: any of :data:`MEASURES`.
         llc: SGLD settings.
-        volume_delta: Δ bounding the basin ``{L ≤ L(θ) + Δ}``.
+        mass_definition: ``kl`` (function space: mean output KL on held-out inputs) or
+            ``loss`` (training loss rise) for the basin whose prior mass is measured.
+        mass_cutoff: the KL cutoff ε (nats) or loss rise Δ bounding that basin (``None``:
+            the estimator's default).
+        mass_rays: rays of the prior-mass estimate.
+        mass_prior: ``init`` (σ of the model's default initialization) or ``rms``.
+        mass_preconditioner: ``none`` or ``eigen`` (top-k Hessian, importance-corrected).
+        volume_delta: Δ bounding the Lebesgue volume's basin ``{L ≤ L(θ) + Δ}``.
         volume_rays: rays per volume estimate.
         volume_preconditioners: ``none`` (plain rays), ``eigen`` (top-k Hessian), ``diagonal``.
         eigen_k: Hessian eigenpairs for λ_max and the eigen preconditioner.
         diag_probes: Hutchinson probes for the diagonal preconditioner.
-        jacobian_samples: training samples whose outputs form the Jacobian's rows.
+        jacobian_samples: largest number of inputs the functional dimension may use
+            (``None``: every training and test input); it grows the inputs until the rank
+            plateaus.
         jacobian_rtol: relative threshold (``None``: the eps-based default).
+        prior_samples: initializations sampled for the prior probability ``P(f)``.
+        prior_inputs: inputs on which the learned function is compared.
         compress_delta: loss budget for pruning and quantization.
         trace_matvecs: Hessian-vector products for Hutch++.
         seed: seed of every random choice.
     """
 
-    measures: tuple[str, ...] = MEASURES
+    measures: tuple[str, ...] = DEFAULT_MEASURES
     llc: LLCConfig = field(default_factory=LLCConfig)
+    mass_definition: str = "kl"
+    mass_cutoff: float | None = None
+    mass_rays: int = 64
+    mass_prior: str = "init"
+    mass_preconditioner: str = "none"
     volume_delta: float = 0.1
     volume_rays: int = 64
     volume_preconditioners: tuple[str, ...] = ("none", "eigen")
     eigen_k: int = 10
     diag_probes: int = 16
-    jacobian_samples: int = 64
+    jacobian_samples: int | None = 2048
     jacobian_rtol: float | None = None
+    prior_samples: int = 100_000
+    prior_inputs: int = 32
     compress_delta: float = 0.05
     trace_matvecs: int = 30
     seed: int = 0
@@ -108,8 +134,22 @@ class BasinsConfig:
             raise ConfigError(
                 f"unknown preconditioner {badp[0]!r}; use {', '.join(PRECONDITIONERS)}."
             )
-        if self.volume_rays < 2 or self.eigen_k < 1 or self.jacobian_samples < 1:
-            raise ConfigError("need volume_rays ≥ 2, eigen_k ≥ 1 and jacobian_samples ≥ 1.")
+        if self.mass_definition not in ("kl", "loss"):
+            raise ConfigError(f"unknown basin definition {self.mass_definition!r}; use kl or loss.")
+        if self.mass_prior not in ("init", "rms"):
+            raise ConfigError(f"unknown prior scale {self.mass_prior!r}; use init or rms.")
+        if self.mass_preconditioner not in ("none", "eigen"):
+            raise ConfigError(
+                f"unknown mass preconditioner {self.mass_preconditioner!r}; use none or eigen."
+            )
+        if self.mass_cutoff is not None and not self.mass_cutoff > 0:
+            raise ConfigError("mass_cutoff must be positive.")
+        if self.volume_rays < 2 or self.mass_rays < 2 or self.eigen_k < 1:
+            raise ConfigError("need volume_rays ≥ 2, mass_rays ≥ 2 and eigen_k ≥ 1.")
+        if self.jacobian_samples is not None and self.jacobian_samples < 1:
+            raise ConfigError("jacobian_samples must be ≥ 1 (or unset for every input).")
+        if self.prior_samples < 1 or self.prior_inputs < 1:
+            raise ConfigError("prior_samples and prior_inputs must be ≥ 1.")
         if self.volume_delta <= 0 or self.compress_delta <= 0:
             raise ConfigError("volume_delta and compress_delta must be positive.")
         self.llc.validate()
@@ -122,14 +162,97 @@ class BasinsConfig:
         return d
 
 
+@dataclass(frozen=True)
+class Curvature:
+    """λ_max (Lanczos) and the trace (Hutch++) at θ.
+
+    Attributes:
+        lambda_max: the largest Hessian eigenvalue.
+        top_eigenvalues: the top-k eigenvalues.
+        top_converged: whether each converged.
+        trace: the Hutch++ trace estimate.
+    """
+
+    lambda_max: float
+    top_eigenvalues: tuple[float, ...]
+    top_converged: tuple[bool, ...]
+    trace: Estimate
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready scalars."""
+        return {
+            "lambda_max": _json_float(self.lambda_max),
+            "top_eigenvalues": [_json_float(v) for v in self.top_eigenvalues],
+            "top_converged": list(self.top_converged),
+            "trace": self.trace.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class MeasureSet:
+    """The typed results of :func:`measure` (``None`` where a measure did not run).
+
+    Attributes:
+        llc: local learning coefficient.
+        mass: log prior mass of the basin.
+        jacobian: functional dimension (Jacobian rank at a plateau in the inputs).
+        prior: prior probability of the learned function.
+        compress: compressibility.
+        curvature: λ_max and trace.
+        volume: Lebesgue log-volumes per preconditioner (finite only without flat rays).
+        skipped: measures that do not apply to the model, with the reason.
+        timing: seconds per measure.
+    """
+
+    llc: LLCResult | None = None
+    mass: PriorMassResult | None = None
+    jacobian: FunctionalDimension | None = None
+    prior: PriorProbability | None = None
+    compress: Compressibility | None = None
+    curvature: Curvature | None = None
+    volume: dict[str, VolumeResult] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready results per measure (the ``basins`` section of ``summary.json``)."""
+        out: dict[str, Any] = {}
+        for name in ("llc", "mass", "jacobian", "prior", "compress", "curvature"):
+            res = getattr(self, name)
+            if res is not None:
+                out[name] = res.to_dict()
+        if self.volume:
+            out["volume"] = {k: v.to_dict() for k, v in self.volume.items()}
+        if self.skipped:
+            out["skipped"] = dict(self.skipped)
+        out["timing"] = {k: round(v, 4) for k, v in self.timing.items()}
+        return out
+
+    def arrays(self) -> dict[str, Any]:
+        """Arrays for ``results.nc``: LLC trace, ray radii, Jacobian singular values."""
+        arrays: dict[str, Any] = {}
+        if self.llc is not None:
+            arrays["basins_llc_trace"] = (("chain", "draw"), self.llc.loss_trace)
+        if self.mass is not None:
+            arrays["basins_mass_radii"] = ("mass_ray", self.mass.radii)
+        for kind, v in self.volume.items():
+            arrays[f"basins_radii_{kind}"] = (f"ray_{kind}", v.radii)
+        if self.jacobian is not None:
+            arrays["basins_jacobian_singular_values"] = ("singular", self.jacobian.singular_values)
+        return arrays
+
+
 def measure(
     space: ParamSpace,
     theta: torch.Tensor | None = None,
     config: BasinsConfig | None = None,
     *,
     progress: Progress | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> MeasureSet:
     """Run the configured measures at θ.
+
+    A measure that does not apply to the model (a TorchScript archive has no
+    ``torch.func`` Jacobian) is skipped with its reason in :attr:`MeasureSet.skipped`.
 
     Args:
         space: the parameter space.
@@ -138,27 +261,33 @@ def measure(
         progress: progress reporter.
 
     Returns:
-        ``(summary, arrays)``: JSON-ready results per measure, and numpy arrays (LLC loss
-        trace, ray radii, Jacobian singular values) for ``results.nc``.
+        The typed results.
 
     Example:
         >>> from torch import nn
         >>> from landscape.io import load_data
         >>> sp = ParamSpace(ModelBundle.from_module(nn.Linear(10, 3), load_data("synthetic")))
-        >>> s, _ = measure(sp, config=BasinsConfig(measures=("jacobian",)))
-        >>> s["jacobian"]["rank"]
-        33
+        >>> ms = measure(sp, config=BasinsConfig(measures=("jacobian",)))
+        >>> ms.jacobian.rank  # 3 outputs × 11 inputs, less the logit shift (11)
+        22
     """
     cfg = config or BasinsConfig()
     cfg.validate()
     theta = (space.theta0 if theta is None else theta).detach()
-    out: dict[str, Any] = {}
-    arrays: dict[str, Any] = {}
-    timing: dict[str, float] = {}
+    res: dict[str, Any] = {"volume": {}, "skipped": {}, "timing": {}}
+    timing: dict[str, float] = res["timing"]
     ms = cfg.measures
-    need_eig = "curvature" in ms or ("volume" in ms and "eigen" in cfg.volume_preconditioners)
+    need_eig = (
+        "curvature" in ms
+        or ("volume" in ms and "eigen" in cfg.volume_preconditioners)
+        or ("mass" in ms and cfg.mass_preconditioner == "eigen")
+    )
     op = None
     eig = None
+
+    def clock(name: str, t0: float) -> None:
+        timing[name] = timing.get(name, 0.0) + time.perf_counter() - t0
+
     with tracked(progress, "basin measures", len(ms)) as task:
         if need_eig or "volume" in ms:
             op = CurvatureOperator(space, theta)
@@ -168,80 +297,101 @@ def measure(
             eig = top_eigenpairs(
                 op, min(cfg.eigen_k, space.dim), seed=cfg.seed, return_vectors=True
             )
-            timing["eigen"] = time.perf_counter() - t0
+            clock("eigen", t0)
         if "curvature" in ms:
-            assert op is not None  # curvature needs the eigenpairs, so op exists
+            assert op is not None and eig is not None
             t0 = time.perf_counter()
             tr = hutchpp_trace(op, cfg.trace_matvecs, seed=cfg.seed)
-            out["curvature"] = {
-                "lambda_max": float(eig.values[0]),  # type: ignore[union-attr]
-                "top_eigenvalues": [float(v) for v in eig.values],  # type: ignore[union-attr]
-                "top_converged": [bool(c) for c in eig.converged],  # type: ignore[union-attr]
-                "trace": tr.to_dict(),
-            }
-            timing["curvature"] = time.perf_counter() - t0 + timing.get("eigen", 0.0)
+            res["curvature"] = Curvature(
+                float(eig.values[0]),
+                tuple(float(v) for v in eig.values),
+                tuple(bool(c) for c in eig.converged),
+                tr,
+            )
+            clock("curvature", t0)
             task.advance()
         if "llc" in ms:
             t0 = time.perf_counter()
-            res = estimate_llc(space, theta, cfg.llc, progress=progress)
-            out["llc"] = res.to_dict()
-            arrays["basins_llc_trace"] = (("chain", "draw"), res.loss_trace)
-            timing["llc"] = time.perf_counter() - t0
+            res["llc"] = estimate_llc(space, theta, cfg.llc, progress=progress)
+            clock("llc", t0)
+            task.advance()
+        if "mass" in ms:
+            t0 = time.perf_counter()
+            pre = eigen_preconditioner(eig) if cfg.mass_preconditioner == "eigen" else None  # type: ignore[arg-type]
+            res["mass"] = basin_prior_mass(
+                space,
+                theta,
+                definition=cfg.mass_definition,
+                cutoff=cfg.mass_cutoff,
+                num_rays=cfg.mass_rays,
+                prior=cfg.mass_prior,
+                preconditioner=pre,
+                seed=cfg.seed,
+                progress=progress,
+            )
+            clock("mass", t0)
             task.advance()
         if "volume" in ms:
             t0 = time.perf_counter()
-            vols: dict[str, Any] = {}
             for kind in cfg.volume_preconditioners:
                 if kind == "eigen":
-                    pre = eigen_preconditioner(eig)  # type: ignore[arg-type]
+                    vpre = eigen_preconditioner(eig)  # type: ignore[arg-type]
                 elif kind == "diagonal":
                     diag = hutchinson_diagonal(op, cfg.diag_probes, seed=cfg.seed)  # type: ignore[arg-type]
-                    pre = diagonal_preconditioner(diag)
+                    vpre = diagonal_preconditioner(diag)
                 else:
-                    pre = None
-                v = basin_volume(
+                    vpre = None
+                res["volume"][kind] = basin_volume(
                     space,
                     theta,
                     delta=cfg.volume_delta,
                     num_rays=cfg.volume_rays,
-                    preconditioner=pre,
+                    preconditioner=vpre,
                     seed=cfg.seed,
                     progress=progress,
                 )
-                vols[kind] = v.to_dict()
-                arrays[f"basins_radii_{kind}"] = ("ray", v.radii)
-            out["volume"] = vols
-            timing["volume"] = time.perf_counter() - t0
+            clock("volume", t0)
             task.advance()
-        if "jacobian" in ms and space.scripted:
-            out.setdefault("skipped", {})["jacobian"] = (
-                "TorchScript models do not support torch.func; give a state_dict and --model"
-            )
-            task.advance()
-        elif "jacobian" in ms:
+        for name in ("jacobian", "prior"):
+            if name in ms and space.scripted:
+                res["skipped"][name] = (
+                    "TorchScript models do not support torch.func; give a state_dict and --model"
+                )
+                task.advance()
+        if "jacobian" in ms and not space.scripted:
             t0 = time.perf_counter()
-            jr = jacobian_rank(
+            res["jacobian"] = functional_dimension(
                 space,
                 theta,
                 max_samples=cfg.jacobian_samples,
                 rtol=cfg.jacobian_rtol,
                 progress=progress,
             )
-            out["jacobian"] = jr.to_dict()
-            arrays["basins_jacobian_singular_values"] = ("singular", jr.singular_values)
-            timing["jacobian"] = time.perf_counter() - t0
+            clock("jacobian", t0)
+            task.advance()
+        if "prior" in ms and not space.scripted:
+            t0 = time.perf_counter()
+            x = space.bundle.data.x_train[: cfg.prior_inputs]
+            res["prior"] = prior_probability(
+                space,
+                theta,
+                inputs=x,
+                num_samples=cfg.prior_samples,
+                seed=cfg.seed,
+                progress=progress,
+            )
+            clock("prior", t0)
             task.advance()
         if "compress" in ms:
             t0 = time.perf_counter()
-            out["compress"] = compressibility(
+            res["compress"] = compressibility(
                 space, theta, delta=cfg.compress_delta, progress=progress
-            ).to_dict()
-            timing["compress"] = time.perf_counter() - t0
+            )
+            clock("compress", t0)
             task.advance()
     if op is not None:
         op.release()
-    out["timing"] = {k: round(v, 4) for k, v in timing.items()}
-    return out, arrays
+    return MeasureSet(**res)
 
 
 def run_basins(
@@ -270,7 +420,9 @@ def run_basins(
 
     space = ParamSpace(bundle)
     loss, acc = space.evaluate()
-    section, arrays = measure(space, config=config, progress=progress)
+    result = measure(space, config=config, progress=progress)
+    section = result.to_dict()
+    arrays = result.arrays()
     section["config"] = config.to_dict()
     top: dict[str, Any] = {
         "name": run.path.name,

@@ -25,6 +25,7 @@ class TrainConfig:
         optimizer: ``sgd`` or ``adam``.
         seed: seed of initialization order and batch shuffling.
         target_loss: stop early once the full training loss is below this.
+        max_steps: stop after exactly this many optimizer steps (``None``: no limit).
     """
 
     epochs: int = 30
@@ -35,6 +36,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     seed: int = 0
     target_loss: float | None = None
+    max_steps: int | None = None
 
 
 @dataclass
@@ -44,6 +46,7 @@ class TrainResult:
     train_loss: list[float] = field(default_factory=list)
     train_accuracy: list[float] = field(default_factory=list)
     epochs_run: int = 0
+    steps: int = 0
 
 
 @torch.no_grad()
@@ -108,10 +111,16 @@ def train(
     n = x.shape[0]
     result = TrainResult()
     model.train()
+    limit = config.max_steps
     with tracked(progress, "training", config.epochs) as task:
         for _ in range(config.epochs):
+            if limit is not None and result.steps >= limit:
+                break
             perm = torch.randperm(n, generator=g)
             for i in range(0, n, config.batch_size):
+                if limit is not None and result.steps >= limit:
+                    break
+                result.steps += 1
                 idx = perm[i : i + config.batch_size]
                 opt.zero_grad(set_to_none=True)
                 out = model(x[idx])
