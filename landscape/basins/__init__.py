@@ -12,7 +12,14 @@ from landscape.basins.aoyagi import (
 )
 from landscape.basins.compress import Compressibility, compressibility
 from landscape.basins.counting import Barrier, BasinCount, count_basins, loss_barrier
-from landscape.basins.jacobian_rank import JacobianRank, effective_rank, jacobian_rank
+from landscape.basins.jacobian_rank import (
+    FunctionalDimension,
+    JacobianRank,
+    SymmetryCount,
+    effective_rank,
+    functional_dimension,
+    jacobian_rank,
+)
 from landscape.basins.llc import LLCConfig, LLCResult, estimate_llc
 from landscape.basins.symmetry import (
     Alignment,
@@ -35,11 +42,13 @@ __all__ = [
     "Barrier",
     "BasinCount",
     "Compressibility",
+    "FunctionalDimension",
     "JacobianRank",
     "LLCConfig",
     "LLCResult",
     "LearningCoefficient",
     "Preconditioner",
+    "SymmetryCount",
     "VolumeResult",
     "basin_volume",
     "canonicalize",
@@ -50,6 +59,7 @@ __all__ = [
     "effective_rank",
     "eigen_preconditioner",
     "estimate_llc",
+    "functional_dimension",
     "hutchinson_diagonal",
     "jacobian_rank",
     "loss_barrier",
