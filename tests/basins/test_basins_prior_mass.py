@@ -215,16 +215,17 @@ def test_anisotropic_ellipsoid_against_monte_carlo():
     eps, sigma = 0.4, 1.0
     ref, se = _mc_fraction(torch.diag(lambdas), w_star[0], sigma, eps)
     plain = basin_prior_mass(space, cutoff=eps, prior=sigma, num_rays=1500, seed=2)
-    assert abs(plain.log_mass - ref) < 0.06 + 4 * se
     assert plain.ci[0] - 4 * se <= ref <= plain.ci[1] + 4 * se
+    assert abs(plain.log_mass - ref) < 0.1
     # an eigen preconditioner (whitened curvature σ² diag λ) stretches the long axis;
     # importance weights keep the estimate unbiased
     pre = eigen_preconditioner(_eig(sigma**2 * torch.diag(lambdas)))
     cond = basin_prior_mass(
         space, cutoff=eps, prior=sigma, num_rays=1500, seed=3, preconditioner=pre
     )
-    assert cond.preconditioner == "eigen"
-    assert abs(cond.log_mass - ref) < 0.06 + 4 * se
+    assert cond.preconditioner == "eigen" and cond.ess > 2 * plain.ess
+    assert cond.ci[0] - 4 * se <= ref <= cond.ci[1] + 4 * se
+    assert abs(cond.log_mass - ref) < 0.05
     # without the correction the same rays would be biased
     naive = float(np.log(np.mean(np.exp(cond.log_integrals))))
     assert abs(naive - ref) > 0.15
@@ -232,8 +233,9 @@ def test_anisotropic_ellipsoid_against_monte_carlo():
 
 def test_loss_basin_least_squares_bowl(make_bowl):
     space, h = make_bowl(n=200, p=3, scales=(2.0, 1.0, 0.5))
-    delta, sigma = 0.05, 1.0
+    delta, sigma = 2.0, 2.0  # θ* is ~3.4 from the origin: a prior wide enough to reach it
     ref, se = _mc_fraction(h, space.theta0.double(), sigma, delta)
+    assert se < 0.01
     res = basin_prior_mass(
         space, definition="loss", cutoff=delta, prior=sigma, num_rays=1500, seed=4
     )
@@ -250,17 +252,21 @@ def test_loss_basin_least_squares_bowl(make_bowl):
         preconditioner=pre,
     )
     assert abs(cond.log_mass - ref) < 0.06 + 4 * se
-    # every ray crosses where ½ δᵀHδ = Δ: the loss-defined volume is the ellipsoid's
+    # full eigen preconditioning makes the ellipsoid a ball in ray coordinates: the
+    # loss-defined Lebesgue volume of the same rays is exact
     truth = log_unit_ball_volume(4) + 0.5 * float(
         torch.log(2 * delta / torch.linalg.eigvalsh(h)).sum()
     )
-    assert cond.log_volume is not None and abs(cond.log_volume - truth) < 0.05
+    assert cond.log_volume is not None and abs(cond.log_volume - truth) < 1e-6
 
 
 # -- softmax with an output bias: flat directions ----------------------------------------------------
 def _softmax_space(bias: bool = True) -> ParamSpace:
-    torch.manual_seed(0)  # only nn.Linear's init; the estimate itself is seeded
+    g = torch.Generator().manual_seed(0)
     model = nn.Linear(10, 3, bias=bias)
+    with torch.no_grad():
+        for p in model.parameters():  # PyTorch's default init, seeded locally
+            p.copy_((torch.rand(p.shape, generator=g) * 2 - 1) / math.sqrt(10))
     return ParamSpace(ModelBundle.from_module(model, load_data("synthetic")))
 
 
