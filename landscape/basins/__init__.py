@@ -1,4 +1,4 @@
-"""Basins: LLC, basin volume, Jacobian rank, compressibility, symmetries, basin counting.
+"""Basins: LLC, basin volume and prior mass, Jacobian rank, compressibility, symmetries, basin counting.
 
 Every measure works on a :class:`landscape.engine.ParamSpace` (so on any checkpoint that
 ``landscape scan`` accepts) and returns a frozen dataclass with ``to_dict``.
@@ -21,6 +21,7 @@ from landscape.basins.jacobian_rank import (
     jacobian_rank,
 )
 from landscape.basins.llc import LLCConfig, LLCResult, estimate_llc
+from landscape.basins.prior_mass import PriorMassResult, basin_prior_mass, prior_scale
 from landscape.basins.symmetry import (
     Alignment,
     canonicalize,
@@ -48,8 +49,10 @@ __all__ = [
     "LLCResult",
     "LearningCoefficient",
     "Preconditioner",
+    "PriorMassResult",
     "SymmetryCount",
     "VolumeResult",
+    "basin_prior_mass",
     "basin_volume",
     "canonicalize",
     "compressibility",
@@ -63,6 +66,7 @@ __all__ = [
     "hutchinson_diagonal",
     "jacobian_rank",
     "loss_barrier",
+    "prior_scale",
     "rebalance",
     "reduced_rank_lambda",
     "regular_lambda",

@@ -19,6 +19,7 @@ set rounder in ``z`` and the estimate far less variable; report both.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,6 +228,78 @@ def log_volume_from_radii(
     return est, (float(lo), float(hi))
 
 
+def search_radii(
+    above: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    num_rays: int,
+    *,
+    initial_radius: float = 1e-3,
+    max_radius: float | torch.Tensor = 1e4,
+    bisect_steps: int = 24,
+    device: torch.device | str = "cpu",
+    progress: Progress | None = None,
+    label: str = "basin rays",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crossing radius of any batched criterion along ``num_rays`` rays.
+
+    ``above(r, idx)`` says, for the rays ``idx`` at radii ``r`` (both shape ``(m,)``), whether
+    the point is outside the set (``True``). Doubling from ``initial_radius`` brackets the
+    first crossing, then bisection refines it (relative error ``2^-bisect_steps``).
+
+    Args:
+        above: the batched outside-the-set test.
+        num_rays: number of rays.
+        initial_radius: first radius tried.
+        max_radius: cap, one for all rays or one per ray (shape ``(num_rays,)``).
+        bisect_steps: bisection steps after bracketing.
+        device: device of the radii.
+        progress: optional progress reporter.
+        label: progress label.
+
+    Returns:
+        ``(radii, unbounded)``: radii (the cap where no crossing was found) and a mask of the
+        rays that reached their cap.
+
+    Example:
+        >>> r, unb = search_radii(lambda r, i: r > torch.tensor([1.0, 2.0])[i], 2)
+        >>> [round(v, 5) for v in r.tolist()], unb.tolist()
+        ([1.0, 2.0], [False, False])
+    """
+    k = num_rays
+    cap = torch.as_tensor(max_radius, dtype=torch.float64, device=device).expand(k).clone()
+    lo = torch.zeros(k, device=device, dtype=torch.float64)
+    hi = torch.minimum(
+        torch.full((k,), float(initial_radius), device=device, dtype=torch.float64), cap
+    )
+    done = torch.zeros(k, dtype=torch.bool, device=device)
+    max_doublings = max(1, math.ceil(math.log2(float(cap.max()) / initial_radius)))
+    with tracked(progress, label, max_doublings + bisect_steps) as task:
+        for _ in range(max_doublings + 1):
+            todo = ~done
+            if not bool(todo.any()):
+                break
+            idx = todo.nonzero().squeeze(1)
+            up = above(hi[idx], idx)
+            done[idx[up]] = True
+            nxt = idx[~up]
+            lo[nxt] = hi[nxt]
+            hi[nxt] = torch.minimum(hi[nxt] * 2.0, cap[nxt])
+            task.advance()
+            if bool((lo[nxt] >= cap[nxt]).all()) and nxt.numel() == int((~done).sum()):
+                break
+        unbounded = ~done
+        active = done.nonzero().squeeze(1)
+        for _ in range(bisect_steps):
+            if active.numel() == 0:
+                break
+            mid = 0.5 * (lo[active] + hi[active])
+            up = above(mid, active)
+            hi[active[up]] = mid[up]
+            lo[active[~up]] = mid[~up]
+            task.advance()
+    radii = torch.where(unbounded, cap, 0.5 * (lo + hi))
+    return radii, unbounded
+
+
 def ray_radii(
     space: ParamSpace,
     theta: torch.Tensor,
@@ -243,12 +316,12 @@ def ray_radii(
 
     Doubling from ``initial_radius`` brackets a crossing, then bisection refines it (the
     relative error is ``2^-bisect_steps``). Non-finite losses count as above the threshold.
+    See :func:`search_radii` for any other batched criterion.
 
     Returns:
         ``(radii, unbounded)``: radii (``max_radius`` where no crossing was found) and a mask
         of the rays that reached ``max_radius``.
     """
-    k = directions.shape[0]
     dev, dt = space.device, space.dtype
     theta = theta.to(dev, dt)
     dirs = directions.to(dev, dt)
@@ -257,36 +330,15 @@ def ray_radii(
         pts = theta.unsqueeze(0) + r.to(dt).unsqueeze(1) * dirs[idx]
         return ~(loss_many(space, pts, group=group) <= threshold)
 
-    lo = torch.zeros(k, device=dev, dtype=torch.float64)
-    hi = torch.full((k,), float(initial_radius), device=dev, dtype=torch.float64)
-    done = torch.zeros(k, dtype=torch.bool, device=dev)
-    max_doublings = max(1, math.ceil(math.log2(max_radius / initial_radius)))
-    with tracked(progress, "basin rays", max_doublings + bisect_steps) as task:
-        for _ in range(max_doublings + 1):
-            todo = ~done
-            if not bool(todo.any()):
-                break
-            idx = todo.nonzero().squeeze(1)
-            up = above(hi[idx], idx)
-            done[idx[up]] = True
-            nxt = idx[~up]
-            lo[nxt] = hi[nxt]
-            hi[nxt] = torch.clamp(hi[nxt] * 2.0, max=max_radius)
-            task.advance()
-            if bool((lo[nxt] >= max_radius).all()) and nxt.numel() == int((~done).sum()):
-                break
-        unbounded = ~done
-        active = done.nonzero().squeeze(1)
-        for _ in range(bisect_steps):
-            if active.numel() == 0:
-                break
-            mid = 0.5 * (lo[active] + hi[active])
-            up = above(mid, active)
-            hi[active[up]] = mid[up]
-            lo[active[~up]] = mid[~up]
-            task.advance()
-    radii = torch.where(unbounded, torch.full_like(hi, max_radius), 0.5 * (lo + hi))
-    return radii, unbounded
+    return search_radii(
+        above,
+        directions.shape[0],
+        initial_radius=initial_radius,
+        max_radius=max_radius,
+        bisect_steps=bisect_steps,
+        device=dev,
+        progress=progress,
+    )
 
 
 def basin_volume(
