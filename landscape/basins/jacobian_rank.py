@@ -643,11 +643,13 @@ def functional_dimension(
     rtol: float | None = None,
     plateau_tol: int = 0,
     chunk: int = 64,
+    inputs: torch.Tensor | None = None,
     progress: Progress | None = None,
 ) -> FunctionalDimension:
     """Functional dimension: the Jacobian rank at a plateau in the number of inputs.
 
-    ``J`` stacks ``∂f(x_i)/∂θ`` for ``N`` inputs (training inputs, then test inputs). Its rank
+    ``J`` stacks ``∂f(x_i)/∂θ`` for ``N`` inputs (training inputs, then test inputs, or the
+    given ``inputs``: the rank needs no labels, so any inputs of the task will do). Its rank
     can exceed neither ``d`` nor the ``N·k_eff`` rows, so ``N`` starts at ``⌈2d / k_eff⌉``
     (or as many inputs as there are) and grows by ``growth`` until two successive ranks
     agree within ``plateau_tol`` with ``N·k_eff ≥ 1.1·d`` for both, or the inputs run out.
@@ -681,6 +683,7 @@ def functional_dimension(
         rtol: relative threshold in ``(0, 1)`` (default as above).
         plateau_tol: largest rank change still counted as a plateau.
         chunk: inputs per Jacobian call.
+        inputs: inputs to use instead of the training and test inputs (unlabelled).
         progress: optional progress reporter.
 
     Returns:
@@ -722,7 +725,10 @@ def functional_dimension(
     notes: list[str] = []
     f, th, jdtype = _jacobian_forward(space, theta, notes)
     data = space.bundle.data
-    pools = [data.x_train] + ([data.x_test] if data.x_test is not None else [])
+    if inputs is not None:
+        pools = [inputs]
+    else:
+        pools = [data.x_train] + ([data.x_test] if data.x_test is not None else [])
     available = sum(int(p.shape[0]) for p in pools)
     if max_samples is not None:
         available = min(available, max_samples)

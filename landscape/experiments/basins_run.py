@@ -247,6 +247,7 @@ def measure(
     theta: torch.Tensor | None = None,
     config: BasinsConfig | None = None,
     *,
+    jacobian_inputs: torch.Tensor | None = None,
     progress: Progress | None = None,
 ) -> MeasureSet:
     """Run the configured measures at θ.
@@ -258,6 +259,8 @@ def measure(
         space: the parameter space.
         theta: the network (default ``space.theta0``).
         config: what to measure.
+        jacobian_inputs: inputs for the functional dimension instead of the training and
+            test inputs (it needs no labels).
         progress: progress reporter.
 
     Returns:
@@ -365,6 +368,7 @@ def measure(
                 theta,
                 max_samples=cfg.jacobian_samples,
                 rtol=cfg.jacobian_rtol,
+                inputs=jacobian_inputs,
                 progress=progress,
             )
             clock("jacobian", t0)

@@ -73,7 +73,9 @@ class CompressionConfig:
             ReLU-rescaling orbit (measures that are not invariant then become invariant).
         control: also measure a function-preserving rescaled copy of each network.
         control_factor: first layer × factor, second layer × 1/factor.
-        control_measures: which measures to repeat on the control.
+        control_measures: which measures to repeat on the control (the functional
+            dimension is invariant by construction and costly, so it is not repeated by
+            default).
         control_tol: relative change under the control above which a measure counts as
             moved by it.
         function_tol: largest relative output change the control may cause (larger is an
@@ -108,7 +110,7 @@ class CompressionConfig:
     canonicalize: bool = True
     control: bool = True
     control_factor: float = 4.0
-    control_measures: tuple[str, ...] = MEASURES
+    control_measures: tuple[str, ...] = ("llc", "mass", "compress", "curvature")
     control_tol: float = 1e-3
     function_tol: float = 1e-4
     negative_control: bool = False
@@ -184,6 +186,11 @@ class CompressionConfig:
         bad = [m for m in self.control_measures if m not in MEASURES]
         if bad:
             raise ConfigError(f"unknown control measure {bad[0]!r}; use {', '.join(MEASURES)}.")
+        extra = [m for m in self.control_measures if m not in self.basins.measures]
+        if extra:
+            raise ConfigError(
+                f"control measure {extra[0]!r} is not among basins.measures; add it there."
+            )
         self.basins.validate()
 
     @property

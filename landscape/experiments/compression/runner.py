@@ -67,6 +67,21 @@ def base_data(name: str, n_train: int, n_test: int) -> tuple[torch.Tensor, ...]:
     return _DATA_CACHE[key]
 
 
+_POOL_CACHE: dict[str, torch.Tensor] = {}
+
+
+def input_pool(name: str) -> torch.Tensor:
+    """Every input of the dataset (training and test split), flattened.
+
+    The functional dimension needs many inputs and no labels, so it uses all of them.
+    """
+    if name not in _POOL_CACHE:
+        src = load_data(name, seed=0)
+        parts = [src.x_train] + ([src.x_test] if src.x_test is not None else [])
+        _POOL_CACHE[name] = torch.cat([p.reshape(p.shape[0], -1).float() for p in parts])
+    return _POOL_CACHE[name]
+
+
 def noisy_labels(y: torch.Tensor, fraction: float, classes: int, seed: int) -> torch.Tensor:
     """Replace ``round(fraction · n)`` labels (chosen at random) by uniform random labels.
 
@@ -318,7 +333,8 @@ def _run_one(
         theta = rescale_layer_pair(space, theta, 0, config.control_factor**spec.noise)
     theta_m = canonicalize(space, theta) if config.canonicalize else theta
     bcfg = config.basins.with_seed(seed)
-    ms = measure(space, theta_m, bcfg, progress=progress)
+    pool = input_pool(spec.dataset).to(config.torch_device())
+    ms = measure(space, theta_m, bcfg, jacobian_inputs=pool, progress=progress)
     details: dict[str, Any] = {"measures": ms.to_dict()}
     control = None
     diff = math.nan
@@ -335,6 +351,7 @@ def _run_one(
             space,
             theta_cm,
             dataclasses.replace(bcfg, measures=config.control_measures),
+            jacobian_inputs=pool,
             progress=progress,
         )
         control = BasinMeasures.from_set(cms)
