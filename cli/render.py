@@ -39,8 +39,13 @@ def render(
         Style, typer.Option("--style", help="paper (journal columns, 8 pt) or talk (slides).")
     ] = Style.paper,
     log_levels: Annotated[
-        bool, typer.Option("--log-levels", help="Log-spaced contour levels and colour scale.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--log-levels/--linear-levels",
+            help="Log-spaced or linear contour levels (default: log-spaced when the loss"
+            " spans more than two decades).",
+        ),
+    ] = None,
     camera: Annotated[
         Camera, typer.Option("--camera", help="3D render camera: iso, top, side or all.")
     ] = Camera.iso,
