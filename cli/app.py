@@ -45,10 +45,48 @@ def _register() -> None:
 _register()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; bad input exits 2 with a one-line message and no traceback."""
+def _click_exception_types() -> tuple[type[Exception], ...]:
+    """The ``ClickException`` classes the installed typer may raise.
+
+    typer 0.2x carries its own copy of click (``typer._click``) whose exceptions are not
+    subclasses of the standalone ``click`` package's; older typer raises ``click``'s own.
+    """
+    found: list[type[Exception]] = []
     try:
-        code = app(args=argv, standalone_mode=False)
+        from typer import _click as vendored  # type: ignore[attr-defined]
+
+        found.append(vendored.exceptions.ClickException)
+    except (ImportError, AttributeError):
+        pass
+    try:
+        import click
+
+        found.append(click.ClickException)
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+def _click_exit_types() -> tuple[type[Exception], ...]:
+    """The ``Exit`` classes (``ctx.exit``) the installed typer and click may raise."""
+    found: list[type[Exception]] = [typer.Exit]
+    try:
+        import click
+
+        found.append(click.exceptions.Exit)
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; bad input exits 2 with a short message and no traceback.
+
+    Usage errors (unknown option, missing argument, bad choice or type) print click's usage
+    line, a pointer to ``--help`` and the error (with click's "Did you mean" hint) and exit 2.
+    """
+    try:
+        code = app(args=argv, prog_name="landscape", standalone_mode=False)
     except LandscapeError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(exc.exit_code)
@@ -58,16 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         typer.secho("interrupted; rerun with --resume to continue", err=True)
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001
-        import click
-
-        if isinstance(exc, click.exceptions.UsageError):
-            typer.secho(f"error: {exc.format_message()}", err=True, fg=typer.colors.RED)
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except _click_exit_types() as exc:
+        sys.exit(getattr(exc, "exit_code", 0))
+    except _click_exception_types() as exc:
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(getattr(exc, "exit_code", 1))
     sys.exit(code if isinstance(code, int) else 0)

@@ -189,8 +189,8 @@ def print_comparison(comparison: Comparison) -> None:
             )
         out_console.print(ct)
         out_console.print(f"[dim]{t.correlations[0].note}[/dim]")
-    for note in comparison.check.notes:
-        out_console.print(f"[yellow]note:[/yellow] {note}")
+    for note in (*comparison.check.notes, *t.notes):
+        out_console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
 
 
 def write_outputs(

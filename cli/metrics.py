@@ -48,7 +48,7 @@ def _fmt(x: float) -> str:
 
 
 def metrics_table(report: MetricsReport) -> Table:
-    """A rich table: metric, value, standard error, invariance.
+    """A rich table: metric, value, standard error, invariance; skipped metrics say why.
 
     Example:
         >>> t = metrics_table(MetricsReport({"loss": 0.5}, False, {"loss": True}))
@@ -67,6 +67,8 @@ def metrics_table(report: MetricsReport) -> Table:
             value, err = _fmt(float(v)), ""
         inv = "yes" if report.invariant.get(name) else "no"
         table.add_row(name, value, err, inv)
+    for name, reason in report.skipped.items():
+        table.add_row(name, "skipped", reason, "", style="dim")
     return table
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,22 @@ import typer
 
 from landscape.cli.app import app
 from landscape.cli.common import QuietOpt, friendly_errors, out_console, progress_bars
+
+
+class Style(str, Enum):
+    """Figure styles: journal columns at 8 pt, or slides."""
+
+    paper = "paper"
+    talk = "talk"
+
+
+class Camera(str, Enum):
+    """3D render cameras (``all`` renders each)."""
+
+    iso = "iso"
+    top = "top"
+    side = "side"
+    all = "all"
 
 
 @app.command("render")
@@ -19,14 +36,19 @@ def render(
         str, typer.Option("--format", help="Figure formats, comma-separated: png,pdf,svg.")
     ] = "png,pdf,svg",
     style: Annotated[
-        str, typer.Option("--style", help="paper (journal columns, 8 pt) or talk (slides).")
-    ] = "paper",
+        Style, typer.Option("--style", help="paper (journal columns, 8 pt) or talk (slides).")
+    ] = Style.paper,
     log_levels: Annotated[
-        bool, typer.Option("--log-levels", help="Log-spaced contour levels and colour scale.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--log-levels/--linear-levels",
+            help="Log-spaced or linear contour levels (default: log-spaced when the loss"
+            " spans more than two decades).",
+        ),
+    ] = None,
     camera: Annotated[
-        str, typer.Option("--camera", help="3D render camera: iso, top, side or all.")
-    ] = "iso",
+        Camera, typer.Option("--camera", help="3D render camera: iso, top, side or all.")
+    ] = Camera.iso,
     html: Annotated[
         bool, typer.Option("--html", help="Also write an interactive surface.html.")
     ] = False,
@@ -37,13 +59,13 @@ def render(
     from landscape.viz.render3d import check_camera
     from landscape.viz.scan import plan, run_steps
 
-    check_camera(camera)
+    check_camera(camera.value)
     steps = plan(
         run,
         formats=formats,
-        style=style,
+        style=style.value,
         log_levels=log_levels,
-        camera=camera,
+        camera=camera.value,
         render=not no_3d,
         render_volumes=not no_3d,
         html=html,

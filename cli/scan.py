@@ -80,6 +80,24 @@ def build_scan_config(preset: str | None, overrides: dict[str, Any]) -> ScanConf
     return cfg
 
 
+def skipped_notes(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(what, why)`` for every stage and metric the scan skipped as not applicable.
+
+    Example:
+        >>> skipped_notes({"surface": {"skipped": "no"}, "metrics": {"skipped": {"a": "b"}}})
+        [('surface', 'no'), ('a', 'b')]
+    """
+    out: list[tuple[str, str]] = []
+    for stage in ("hessian", "metrics", "surface"):
+        section = summary.get(stage)
+        if isinstance(section, dict) and isinstance(section.get("skipped"), str):
+            out.append((stage, section["skipped"]))
+    metrics = summary.get("metrics")
+    if isinstance(metrics, dict) and isinstance(metrics.get("skipped"), dict):
+        out.extend((str(k), str(v)) for k, v in metrics["skipped"].items())
+    return out
+
+
 def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
     """Print the scan's key numbers as a table."""
     from rich.table import Table
@@ -118,11 +136,13 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
     for key in ("eps_sharpness", "adaptive_sharpness", "average_sharpness", "pac_bayes_sigma"):
         if key in metrics:
             rows.append((key.replace("_", " "), metrics[key]))
-    if "surface" in summary:
+    if "surface" in summary and "skipped" not in summary["surface"]:
         s = summary["surface"]
         rows.append(("surface", f"{'x'.join(map(str, s['grid']))}, min loss {fmt(s['min_loss'])}"))
     for name, val in rows:
         t.add_row(name, fmt(val))
+    for name, reason in skipped_notes(summary):
+        t.add_row(f"{name} (skipped)", reason, style="dim")
     out_console.print(t)
     out_console.print(f"run directory: [bold]{run_dir}[/bold]")
 

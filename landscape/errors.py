@@ -30,3 +30,16 @@ class ConfigError(LandscapeError):
 
 class RunDirError(LandscapeError):
     """A run directory that cannot be written or resumed as asked."""
+
+
+class NotApplicable(ConfigError):
+    """A measure or stage that does not apply to this model (e.g. no Linear layer).
+
+    Pipelines that compute many measures (``compute_metrics``, ``run_scan``) catch exactly
+    this type, record ``{"skipped": <message>}`` for that measure and go on with the rest;
+    called on its own, the measure raises it like any :class:`ConfigError`.
+
+    Example:
+        >>> issubclass(NotApplicable, ConfigError)
+        True
+    """

@@ -448,7 +448,7 @@ def _summary_rows(run: RunData) -> list[tuple[str, str]]:
         rows.append(("bottom eigenvalues", _fmt(h.get("bottom_eigenvalues"))))
     if "matvecs" in h:
         rows.append(("Hessian-vector products", _fmt(h.get("matvecs"))))
-    if "surface" in s:
+    if "surface" in s and "skipped" not in (s["surface"] or {}):
         sf = s["surface"]
         rows.append(
             (

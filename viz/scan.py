@@ -28,7 +28,7 @@ def plan(
     *,
     formats: tuple[str, ...] | str = ("png", "pdf"),
     style: str = "paper",
-    log_levels: bool = False,
+    log_levels: bool | None = None,
     camera: str = "iso",
     render: bool = True,
     render_volumes: bool = False,
@@ -42,7 +42,8 @@ def plan(
         run_dir: the run directory.
         formats: figure formats.
         style: ``paper`` or ``talk``.
-        log_levels: log-spaced contour levels.
+        log_levels: log-spaced contour levels (``None``: when the loss spans more than two
+            decades; the 3D render stays linear unless True).
         camera: camera preset(s) of the 3D renders.
         render: PyVista renders of 2D surfaces.
         render_volumes: also PyVista renders of 3D grids.
@@ -98,7 +99,7 @@ def plan(
         steps.append(
             Step(
                 "3D render",
-                lambda: render3d.render_3d(run.path, camera=camera, log_scale=log_levels),
+                lambda: render3d.render_3d(run.path, camera=camera, log_scale=bool(log_levels)),
                 optional=True,
             )
         )
@@ -138,7 +139,7 @@ def scan_figures(
     *,
     formats: tuple[str, ...] | str = ("png", "pdf"),
     style: str = "paper",
-    log_levels: bool = False,
+    log_levels: bool | None = None,
     render: bool = True,
     progress: Progress | None = None,
 ) -> list[Path]:
@@ -152,7 +153,8 @@ def scan_figures(
         run_dir: the run directory.
         formats: figure formats (``png``, ``pdf``, ``svg``).
         style: ``paper`` or ``talk``.
-        log_levels: log-spaced contour levels.
+        log_levels: log-spaced contour levels (``None``: when the loss spans more than two
+            decades; the 3D render stays linear unless True).
         render: make the PyVista render of a 2D surface.
         progress: progress reporter.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,79 @@ def contour_levels(lo: float, hi: float, *, log: bool = False, n: int = 21) -> n
         (levels >= lo - (levels[1] - levels[0])) & (levels <= hi + (levels[1] - levels[0]))
     ]
     return np.asarray(levels, dtype=float)
+
+
+#: Data whose finite values are positive and span more than this many decades get
+#: log-spaced contour levels by default (a basin at 0.03 in a grid reaching 410 is
+#: otherwise one flat colour).
+AUTO_LOG_DECADES = 2.0
+
+
+def wants_log_levels(*arrays: np.ndarray) -> bool:
+    """Whether log-spaced levels suit ``arrays`` by default.
+
+    True when every finite value is positive and the largest is more than
+    ``10 ** AUTO_LOG_DECADES`` times the smallest; values ≤ 0 (a log scale cannot show
+    them) or a narrower range keep linear levels.
+
+    Example:
+        >>> wants_log_levels(np.array([0.03, 1.0, 410.0])), wants_log_levels(np.array([1.0, 9.0]))
+        (True, False)
+    """
+    rng = finite_range(*(np.asarray(a, dtype=float) for a in arrays))
+    if rng is None or rng[0] <= 0:
+        return False
+    return bool(np.log10(rng[1] / rng[0]) > AUTO_LOG_DECADES)
+
+
+def choose_levels(
+    arrays: Sequence[np.ndarray],
+    *,
+    log_levels: bool | None = None,
+    levels: Sequence[float] | None = None,
+) -> tuple[np.ndarray, bool]:
+    """Contour levels and whether the colour scale is logarithmic, for ``arrays``.
+
+    Args:
+        arrays: the values the levels must cover (shared scale across them).
+        log_levels: ``True`` log-spaced, ``False`` linear, ``None`` (default) log-spaced
+            when :func:`wants_log_levels` says so (positive values over more than two
+            decades), else linear.
+        levels: explicit levels (increasing); used as given. The colour scale is log when
+            ``log_levels`` is True, or when it is None and the levels are positive and span
+            more than two decades.
+
+    Returns:
+        ``(levels, log)``.
+
+    Raises:
+        ConfigError: ``log_levels=True`` with a value ≤ 0, or fewer than two
+            explicit levels, or explicit levels that do not increase.
+
+    Example:
+        >>> lv, log = choose_levels([np.array([0.03, 2.0, 410.0])])
+        >>> log, round(float(lv[0]), 2), round(float(lv[-1]), 1)
+        (True, 0.03, 410.0)
+        >>> choose_levels([np.array([0.03, 2.0, 410.0])], log_levels=False)[1]
+        False
+    """
+    if levels is not None:
+        lv = np.asarray(levels, dtype=float).ravel()
+        if lv.size < 2 or not np.all(np.isfinite(lv)) or np.any(np.diff(lv) <= 0):
+            raise ConfigError(
+                f"contour levels {lv.tolist()} must be at least two increasing finite numbers."
+            )
+        log = wants_log_levels(lv) if log_levels is None else bool(log_levels)
+        if log and lv[0] <= 0:
+            raise ConfigError(
+                f"log-scaled contour levels must be positive, the first is {lv[0]:.3g};"
+                " give positive levels or drop --log-levels."
+            )
+        return lv, log
+    rng = finite_range(*arrays)
+    lo, hi = rng if rng is not None else (0.0, 1.0)
+    log = wants_log_levels(*arrays) if log_levels is None else bool(log_levels)
+    return contour_levels(lo, hi, log=log), log  # log with lo ≤ 0: the one-line error
 
 
 def _norm(levels: np.ndarray, log: bool) -> Any:
@@ -318,13 +392,16 @@ def contour_figure(
     surf: SurfaceData,
     variables: tuple[str, ...] = ("train_loss",),
     *,
-    log_levels: bool = False,
+    log_levels: bool | None = None,
     cmap: str = "viridis",
     style: str = "paper",
+    levels: Sequence[float] | None = None,
 ) -> Any:
     """A contour figure of a 2D surface: one panel per variable, one shared colour scale.
 
-    One variable fills a single journal column; two or more fill the page width.
+    One variable fills a single journal column; two or more fill the page width. Levels
+    are log-spaced by default when the loss spans more than two decades (see
+    :func:`choose_levels`); ``log_levels`` True/False forces either, ``levels`` gives them.
 
     Example:
         >>> import numpy as np
@@ -337,24 +414,18 @@ def contour_figure(
     if surf.dims != 2:
         raise ConfigError(f"a contour figure needs a 2D surface, this one is {surf.dims}D.")
     n = len(variables)
-    rng = finite_range(*(surf.variables[v] for v in variables))
-    lo, hi = rng if rng is not None else (0.0, 1.0)
-    if log_levels and rng is not None:
-        pos = [
-            surf.variables[v][np.isfinite(surf.variables[v]) & (surf.variables[v] > 0)]
-            for v in variables
-        ]
-        if lo <= 0:
-            contour_levels(lo, hi, log=True)  # raises the one-line error
-        lo = min(float(p.min()) for p in pos if p.size)
-    levels = contour_levels(lo, hi, log=log_levels)
+    lv, log = choose_levels(
+        [np.asarray(surf.variables[v], dtype=float) for v in variables],
+        log_levels=log_levels,
+        levels=levels,
+    )
     w = width(style, 1 if n == 1 else 2)
     h = w * (0.86 if n == 1 else 0.86 / n + 0.06)
     fig = new_figure((w, h))
     axes = fig.subplots(1, n, squeeze=False)[0].tolist()
     fill = None
     for ax, var in zip(axes, variables, strict=True):
-        fill = draw_contour(ax, surf, var, levels=levels, log=log_levels, cmap=cmap)
+        fill = draw_contour(ax, surf, var, levels=lv, log=log, cmap=cmap)
         if n > 1:
             ax.set_title(LABELS.get(var, var).split()[0])
     for ax in axes[1:]:
@@ -364,9 +435,9 @@ def contour_figure(
         if n > 1 and all(v.endswith("loss") for v in variables)
         else LABELS.get(variables[0], variables[0])
     )
-    if log_levels:
+    if log:
         label += " (log scale)"
-    _colorbar(fig, fill, axes, label, log_levels)
+    _colorbar(fig, fill, axes, label, log)
     _legend(fig, axes)
     return fig
 
@@ -493,9 +564,15 @@ _PLANES = ((0, 1), (0, 2), (1, 2))
 
 
 def slices_figure(
-    surf: SurfaceData, *, log_levels: bool = False, cmap: str = "viridis", style: str = "paper"
+    surf: SurfaceData,
+    *,
+    log_levels: bool | None = None,
+    cmap: str = "viridis",
+    style: str = "paper",
 ) -> Any:
     """Three orthogonal slices of a 3D surface through the centre, one row per split.
+
+    Levels follow :func:`choose_levels` (log-spaced by default over more than two decades).
 
     Example:
         >>> import numpy as np
@@ -513,16 +590,9 @@ def slices_figure(
     for var in variables:
         vol = surf.variables[var]
         slabs[var] = [vol[:, :, c[2]], vol[:, c[1], :], vol[c[0], :, :]]
-    rng = finite_range(*(s for v in variables for s in slabs[v]))
-    lo, hi = rng if rng is not None else (0.0, 1.0)
-    if log_levels and rng is not None:
-        if lo <= 0:
-            pos = [s[np.isfinite(s) & (s > 0)] for v in variables for s in slabs[v]]
-            pos = [p for p in pos if p.size]
-            if not pos:
-                contour_levels(lo, hi, log=True)
-            lo = min(float(p.min()) for p in pos)
-    levels = contour_levels(lo, hi, log=log_levels)
+    levels, log = choose_levels(
+        [np.asarray(s, dtype=float) for v in variables for s in slabs[v]], log_levels=log_levels
+    )
     w = width(style, 2)
     rows = len(variables)
     fig = new_figure((w, rows * w * 0.30 + 0.35))
@@ -537,7 +607,7 @@ def slices_figure(
                 surf,
                 var,
                 levels=levels,
-                log=log_levels,
+                log=log,
                 cmap=cmap,
                 plane=plane,
                 values=slabs[var][k],
@@ -547,8 +617,8 @@ def slices_figure(
             fixed = ({0, 1, 2} - set(plane)).pop()
             coord = surf.axes[fixed][c[fixed]]
             ax.set_title(f"{LABELS[var]}, {names[fixed]} = {coord:.3g}", fontsize="medium")
-    label = "loss" + (" (log scale)" if log_levels else "")
-    _colorbar(fig, fill, grid.ravel().tolist(), label, log_levels)
+    label = "loss" + (" (log scale)" if log else "")
+    _colorbar(fig, fill, grid.ravel().tolist(), label, log)
     _legend(fig, grid.ravel().tolist())
     return fig
 
@@ -559,7 +629,7 @@ def surface_figures(
     *,
     formats: tuple[str, ...] | str = ("png", "pdf", "svg"),
     style: str = "paper",
-    log_levels: bool = False,
+    log_levels: bool | None = None,
     cmap: str = "viridis",
     dpi: float | None = None,
 ) -> list[Path]:
@@ -574,7 +644,9 @@ def surface_figures(
         run_dir: the run directory (with ``results.nc`` holding a surface).
         formats: any of ``png``, ``pdf``, ``svg`` (a tuple or ``"png,pdf"``).
         style: ``paper`` (journal columns, 8 pt, 300 dpi) or ``talk``.
-        log_levels: log-spaced contour levels and colour scale (log y-axis in 1D).
+        log_levels: log-spaced contour levels and colour scale (log y-axis in 1D);
+            ``None`` (default): log-spaced contours when the loss spans more than two
+            decades, linear otherwise, and a linear 1D axis.
         cmap: matplotlib colormap.
         dpi: PNG resolution (default: the style's).
 
@@ -599,7 +671,9 @@ def surface_figures(
     with style_context(style):
         jobs: list[tuple[str, Any]] = []
         if surf.dims == 1:
-            jobs.append(("surface_1d", lambda: curve_figure(surf, log_y=log_levels, style=style)))
+            jobs.append(
+                ("surface_1d", lambda: curve_figure(surf, log_y=bool(log_levels), style=style))
+            )
         elif surf.dims == 2:
             jobs.append(
                 (

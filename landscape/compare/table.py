@@ -40,7 +40,7 @@ HIGHER_IS_FLATTER = frozenset(
 #: Summary entries under ``metrics`` that are settings or flags, not measurements.
 NOT_METRICS = frozenset(
     {"canonicalized", "invariant", "config", "settings", "timing", "seed", "stages", "notes",
-     "warnings", "details"}
+     "warnings", "details", "skipped"}
 )  # fmt: skip
 
 #: Entries of the ``metrics`` section that repeat the run's top-level evaluation numbers.
@@ -176,6 +176,8 @@ class ComparisonTable:
         n_boot: bootstrap replicates behind the intervals.
         ci_level: coverage of the intervals.
         seed: seed of the bootstrap.
+        notes: one line per metric some runs lack (shown as ``—``), naming those runs and,
+            where the scan recorded it, why the metric was skipped.
     """
 
     runs: tuple[str, ...]
@@ -184,6 +186,7 @@ class ComparisonTable:
     n_boot: int
     ci_level: float
     seed: int
+    notes: tuple[str, ...] = ()
 
     def row(self, key: str) -> MetricRow:
         """The row of metric ``key`` (KeyError if absent)."""
@@ -211,6 +214,7 @@ class ComparisonTable:
             "metrics": [r.to_dict() for r in self.rows],
             "correlations": [c.to_dict() for c in self.correlations],
             "bootstrap": {"n_boot": self.n_boot, "ci_level": self.ci_level, "seed": self.seed},
+            "notes": list(self.notes),
         }
 
     def records(self) -> list[dict[str, Any]]:
@@ -354,6 +358,53 @@ def run_metrics(run: RunData) -> dict[str, tuple[Estimate, str]]:
     return out
 
 
+def _skip_reason(run: RunData, key: str) -> str | None:
+    """Why the scan of ``run`` skipped metric ``key`` (``metrics.x`` or a stage's value)."""
+    s = run.summary
+    metrics = s.get("metrics")
+    name = key.split(".", 1)[1] if key.startswith("metrics.") else key
+    if isinstance(metrics, Mapping):
+        skipped = metrics.get("skipped")
+        if isinstance(skipped, Mapping) and name in skipped:
+            return str(skipped[name])
+        if isinstance(metrics.get("skipped"), str) and key.startswith("metrics."):
+            return str(metrics["skipped"])
+    hess = s.get("hessian")
+    if (
+        not key.startswith("metrics.")
+        and isinstance(hess, Mapping)
+        and isinstance(hess.get("skipped"), str)
+    ):
+        return str(hess["skipped"])
+    return None
+
+
+def missing_notes(runs: Sequence[RunData], rows: Sequence[MetricRow]) -> tuple[str, ...]:
+    """One note per metric that some runs lack: which runs, and why when recorded.
+
+    Example:
+        >>> from pathlib import Path
+        >>> a = RunData(Path("a"), "a", {}, {"metrics": {"x": 1.0}})
+        >>> b = RunData(Path("b"), "b", {}, {"metrics": {"skipped": {"x": "no Linear layer"}}})
+        >>> row = MetricRow("metrics.x", "x", "info", (Estimate(1.0, 0.0, 1), None), (None, None))
+        >>> missing_notes([a, b], [row])
+        ('metrics.x: — for b (skipped: no Linear layer)',)
+    """
+    notes: list[str] = []
+    for row in rows:
+        absent = [i for i, v in enumerate(row.values) if v is None]
+        if not absent or len(absent) == len(runs):
+            continue
+        parts = []
+        for i in absent:
+            why = _skip_reason(runs[i], row.key)
+            parts.append(
+                f"{runs[i].name} (skipped: {why})" if why else f"{runs[i].name} (not measured)"
+            )
+        notes.append(f"{row.key}: — for {', '.join(parts)}")
+    return tuple(notes)
+
+
 def _ranks(means: np.ndarray, role: str) -> tuple[int | None, ...]:
     if role not in ("sharpness", "flatness", "gap"):
         return tuple(None for _ in means)
@@ -442,6 +493,7 @@ def build_table(
         n_boot=n_boot,
         ci_level=ci_level,
         seed=seed,
+        notes=missing_notes(runs, rows),
     )
 
 

@@ -2,7 +2,10 @@
 
 Each stage writes its section of ``summary.json`` (and arrays to ``results.nc``) as soon
 as it finishes, and records itself in ``summary["stages_done"]``; a resumed scan skips
-finished stages.
+finished stages. A stage that does not apply to the model (it raises
+:class:`~landscape.errors.NotApplicable`) writes ``{"skipped": "<reason>"}`` as its
+section and the scan goes on; so does a metric inside the metrics stage (its reason is in
+``summary["metrics"]["skipped"]``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from landscape.engine.distributed import DataParallel, DistributedContext
-from landscape.errors import ConfigError
+from landscape.errors import ConfigError, NotApplicable
 from landscape.experiments.sharded_surface import sharded_quick_surface
 from landscape.io.model_bundle import ModelBundle
 from landscape.io.rundir import RunDir, versions
@@ -161,6 +164,9 @@ def run_scan(
         section["stages_done"] = done
         run.update_summary(section)
 
+    def skip(stage: str, exc: NotApplicable, t0: float) -> None:
+        finish(stage, {stage: {"skipped": str(exc)}}, t0)
+
     if "evaluate" not in done:
         t0 = time.perf_counter()
         loss, acc = dp.evaluate()
@@ -193,69 +199,75 @@ def run_scan(
     op = dp.operator(strategy=config.strategy)
     if "hessian" not in done:
         t0 = time.perf_counter()
-        k = min(config.top_k, space.dim)
-        top = top_eigenpairs(op, k, tol=config.tol, seed=seed, progress=progress)
-        hess: dict[str, Any] = {
-            "top_eigenvalues": top.values.tolist(),
-            "top_residuals": top.residuals.tolist(),
-            "top_converged": [bool(c) for c in top.converged],
-            "strategy": op.strategy,
-        }
-        arrays = {"hessian_top_eigenvalues": ("top_k", np.asarray(top.values))}
-        if config.bottom_k > 0:
-            bot = bottom_eigenpairs(
+        try:
+            k = min(config.top_k, space.dim)
+            top = top_eigenpairs(op, k, tol=config.tol, seed=seed, progress=progress)
+            hess: dict[str, Any] = {
+                "top_eigenvalues": top.values.tolist(),
+                "top_residuals": top.residuals.tolist(),
+                "top_converged": [bool(c) for c in top.converged],
+                "strategy": op.strategy,
+            }
+            arrays = {"hessian_top_eigenvalues": ("top_k", np.asarray(top.values))}
+            if config.bottom_k > 0:
+                bot = bottom_eigenpairs(
+                    op,
+                    min(config.bottom_k, space.dim),
+                    tol=config.tol,
+                    seed=seed + 1,
+                    progress=progress,
+                )
+                hess["bottom_eigenvalues"] = bot.values.tolist()
+                hess["bottom_residuals"] = bot.residuals.tolist()
+                hess["bottom_converged"] = [bool(c) for c in bot.converged]
+                arrays["hessian_bottom_eigenvalues"] = ("bottom_k", np.asarray(bot.values))
+            hess["trace"] = hutchpp_trace(
+                op, config.trace_matvecs, seed=seed + 2, progress=progress
+            ).to_dict()
+            hess["frobenius"] = frobenius_norm(
+                op, config.frobenius_probes, seed=seed + 3, progress=progress
+            ).to_dict()
+            dens = slq_density(
                 op,
-                min(config.bottom_k, space.dim),
-                tol=config.tol,
-                seed=seed + 1,
+                num_runs=config.slq_runs,
+                num_steps=min(config.slq_steps, space.dim),
+                seed=seed + 4,
                 progress=progress,
             )
-            hess["bottom_eigenvalues"] = bot.values.tolist()
-            hess["bottom_residuals"] = bot.residuals.tolist()
-            hess["bottom_converged"] = [bool(c) for c in bot.converged]
-            arrays["hessian_bottom_eigenvalues"] = ("bottom_k", np.asarray(bot.values))
-        hess["trace"] = hutchpp_trace(
-            op, config.trace_matvecs, seed=seed + 2, progress=progress
-        ).to_dict()
-        hess["frobenius"] = frobenius_norm(
-            op, config.frobenius_probes, seed=seed + 3, progress=progress
-        ).to_dict()
-        dens = slq_density(
-            op,
-            num_runs=config.slq_runs,
-            num_steps=min(config.slq_steps, space.dim),
-            seed=seed + 4,
-            progress=progress,
-        )
-        arrays["slq_grid"] = ("slq_point", np.asarray(dens.grid))
-        arrays["slq_density"] = ("slq_point", np.asarray(dens.density))
-        arrays["slq_density_stderr"] = ("slq_point", np.asarray(dens.density_stderr))
-        hess["exact"] = False
-        if config.exact:
-            if space.dim > EXACT_MAX_PARAMS:
-                raise ConfigError(
-                    f"--exact needs at most {EXACT_MAX_PARAMS} parameters, the model has"
-                    f" {space.dim}; drop --exact."
-                )
-            spec = exact_spectrum(space)
-            arrays["hessian_exact_spectrum"] = ("param", np.asarray(spec))
-            hess["exact"] = True
-            hess["exact_top_eigenvalues"] = spec[::-1][:k].tolist()
-            hess["exact_bottom_eigenvalues"] = spec[: config.bottom_k].tolist()
-            hess["exact_trace"] = float(spec.sum())
-            hess["exact_frobenius"] = float(np.sqrt((spec**2).sum()))
-        hess["matvecs"] = op.matvecs
-        run.write_arrays(xr.Dataset({k2: v for k2, v in arrays.items()}))
-        finish("hessian", {"hessian": hess}, t0)
+            arrays["slq_grid"] = ("slq_point", np.asarray(dens.grid))
+            arrays["slq_density"] = ("slq_point", np.asarray(dens.density))
+            arrays["slq_density_stderr"] = ("slq_point", np.asarray(dens.density_stderr))
+            hess["exact"] = False
+            if config.exact:
+                if space.dim > EXACT_MAX_PARAMS:
+                    raise ConfigError(
+                        f"--exact needs at most {EXACT_MAX_PARAMS} parameters, the model has"
+                        f" {space.dim}; drop --exact."
+                    )
+                spec = exact_spectrum(space)
+                arrays["hessian_exact_spectrum"] = ("param", np.asarray(spec))
+                hess["exact"] = True
+                hess["exact_top_eigenvalues"] = spec[::-1][:k].tolist()
+                hess["exact_bottom_eigenvalues"] = spec[: config.bottom_k].tolist()
+                hess["exact_trace"] = float(spec.sum())
+                hess["exact_frobenius"] = float(np.sqrt((spec**2).sum()))
+            hess["matvecs"] = op.matvecs
+            run.write_arrays(xr.Dataset({k2: v for k2, v in arrays.items()}))
+            finish("hessian", {"hessian": hess}, t0)
+        except NotApplicable as exc:
+            skip("hessian", exc, t0)
 
     if config.metrics and "metrics" not in done:
         compute_metrics = _optional("landscape.metrics", "compute_metrics")
         if compute_metrics is not None:
             t0 = time.perf_counter()
-            report = compute_metrics(
-                space, names=list(config.metric_names) or None, seed=seed, progress=progress
-            )
-            finish("metrics", {"metrics": report.to_dict()}, t0)
+            try:
+                report = compute_metrics(
+                    space, names=list(config.metric_names) or None, seed=seed, progress=progress
+                )
+                finish("metrics", {"metrics": report.to_dict()}, t0)
+            except NotApplicable as exc:
+                skip("metrics", exc, t0)
 
     if config.surface and "surface" not in done:
         quick_surface = _optional("landscape.surface", "quick_surface")
@@ -263,31 +275,34 @@ def run_scan(
             quick_surface = functools.partial(sharded_quick_surface, context=dp.context)
         if quick_surface is not None:
             t0 = time.perf_counter()
-            surf = quick_surface(
-                space,
-                grid=tuple(config.surface_grid),
-                span=config.surface_range,
-                seed=seed,
-                progress=progress,
-            )
-            ds = surf.to_dataset()
-            run.write_arrays(ds)
-            loss_arr = np.asarray(ds["train_loss"].values, dtype=float)
-            finite = loss_arr[np.isfinite(loss_arr)]
-            finish(
-                "surface",
-                {
-                    "surface": {
-                        "dims": len(config.surface_grid),
-                        "grid": list(config.surface_grid),
-                        "range": [[-config.surface_range, config.surface_range]]
-                        * len(config.surface_grid),
-                        "normalization": "filter",
-                        "center_loss": float(ds.attrs.get("surface_center_loss", np.nan)),
-                        "min_loss": float(finite.min()) if finite.size else float("nan"),
-                    }
-                },
-                t0,
-            )
+            try:
+                surf = quick_surface(
+                    space,
+                    grid=tuple(config.surface_grid),
+                    span=config.surface_range,
+                    seed=seed,
+                    progress=progress,
+                )
+                ds = surf.to_dataset()
+                run.write_arrays(ds)
+                loss_arr = np.asarray(ds["train_loss"].values, dtype=float)
+                finite = loss_arr[np.isfinite(loss_arr)]
+                finish(
+                    "surface",
+                    {
+                        "surface": {
+                            "dims": len(config.surface_grid),
+                            "grid": list(config.surface_grid),
+                            "range": [[-config.surface_range, config.surface_range]]
+                            * len(config.surface_grid),
+                            "normalization": "filter",
+                            "center_loss": float(ds.attrs.get("surface_center_loss", np.nan)),
+                            "min_loss": float(finite.min()) if finite.size else float("nan"),
+                        }
+                    },
+                    t0,
+                )
+            except NotApplicable as exc:
+                skip("surface", exc, t0)
     op.release()
     return run.summary()

@@ -27,7 +27,7 @@ import torch
 from torch.func import grad, jvp
 
 from landscape.engine import ParamSpace
-from landscape.errors import ConfigError
+from landscape.errors import ConfigError, NotApplicable
 from landscape.metrics._util import check_split, point
 
 FISHERS = ("empirical", "model")
@@ -68,7 +68,7 @@ def fisher_rao_norm(
     if fisher not in FISHERS:
         raise ConfigError(f"unknown fisher {fisher!r}; use one of {', '.join(FISHERS)}.")
     if space.scripted:
-        raise ConfigError(
+        raise NotApplicable(
             "the Fisher-Rao norm needs torch.func, which TorchScript models do not support;"
             " give a state_dict with --model, or a torch.export program."
         )

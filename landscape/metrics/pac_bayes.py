@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from landscape.engine import ParamSpace
-from landscape.errors import ConfigError
+from landscape.errors import ConfigError, NotApplicable
 from landscape.metrics._util import (
     check_split,
     error_at,
@@ -177,7 +177,9 @@ def pac_bayes_sigma(
     if quantity not in QUANTITIES:
         raise ConfigError(f"unknown quantity {quantity!r}; use one of {', '.join(QUANTITIES)}.")
     if quantity == "error" and not space.bundle.loss.classification:
-        raise ConfigError("quantity='error' needs a classification loss; use quantity='loss'.")
+        raise NotApplicable(
+            "quantity='error' needs a classification loss; use quantity='loss'."
+        )
     check_split(space, split)
     th = point(space, theta)
     q = loss_at if quantity == "loss" else error_at

@@ -24,7 +24,7 @@ import torch
 from torch.func import functional_call
 
 from landscape.engine import CurvatureOperator, Operator, ParamInfo, ParamSpace
-from landscape.errors import ConfigError
+from landscape.errors import ConfigError, NotApplicable
 from landscape.hessian import hutchpp_trace
 from landscape.metrics._util import point, positive_int
 from landscape.progress import Progress, tracked
@@ -65,7 +65,7 @@ def feature_layer(space: ParamSpace, layer: str | None = None) -> ParamInfo:
     for info in reversed(space.infos):
         if info.module_type == "Linear" and info.role == "weight" and len(info.shape) == 2:
             return info
-    raise ConfigError(
+    raise NotApplicable(
         "relative flatness needs a Linear layer and the model has none; pass layer= the"
         " name of a 2-D weight."
     )

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from landscape.engine import CurvatureOperator, ParamSpace
-from landscape.errors import ConfigError
+from landscape.errors import ConfigError, NotApplicable
 from landscape.hessian import exact_spectrum, top_eigenpairs
 from landscape.metrics._util import SCALES, point, positive, positive_int
 from landscape.metrics.canonicalize import analyse, function_tolerance
@@ -90,7 +90,9 @@ class MetricsReport:
         canonicalized: whether the metrics were computed at the canonical point.
         invariant: metric name → whether the value is invariant to the function-preserving
             positive rescalings of ReLU networks.
-        warnings: human-readable caveats (not analysable, unconverged, skipped, …).
+        warnings: human-readable caveats (not analysable, unconverged, …).
+        skipped: metric name → why it does not apply to this model (no Linear layer,
+            TorchScript without torch.func, no test split, …); those metrics have no value.
         settings: radius, σ and the options used.
         details: richer per-metric results (ascent restarts, PAC-Bayes search, the
             canonicalization record).
@@ -101,6 +103,7 @@ class MetricsReport:
     canonicalized: bool
     invariant: Mapping[str, bool]
     warnings: tuple[str, ...] = ()
+    skipped: Mapping[str, str] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
     details: Mapping[str, Any] = field(default_factory=dict)
     timing: Mapping[str, float] = field(default_factory=dict)
@@ -123,6 +126,7 @@ class MetricsReport:
         out["canonicalized"] = bool(self.canonicalized)
         out["invariant"] = {k: bool(v) for k, v in self.invariant.items()}
         out["warnings"] = list(self.warnings)
+        out["skipped"] = {k: str(v) for k, v in self.skipped.items()}
         out["settings"] = dict(self.settings)
         out["details"] = dict(self.details)
         out["timing"] = {k: round(float(v), 4) for k, v in self.timing.items()}
@@ -211,7 +215,10 @@ def compute_metrics(
         **options: see :data:`DEFAULT_OPTIONS`.
 
     Returns:
-        A :class:`MetricsReport`.
+        A :class:`MetricsReport`. A metric that does not apply to this model (it raises
+        :class:`~landscape.errors.NotApplicable`: no Linear layer for relative flatness,
+        TorchScript for the Fisher-Rao norm, no test split for the gap, …) has no value and
+        its reason in ``report.skipped``; every other metric is still computed.
 
     Raises:
         ConfigError: unknown metric or option, radius ≤ 0, sigma ≤ 0, or
@@ -227,7 +234,6 @@ def compute_metrics(
         (True, True)
     """
     chosen = check_names(names)
-    explicit = names is not None
     radius = positive("radius", radius)
     sigma = positive("sigma", sigma)
     opts = _check_options(options)
@@ -238,6 +244,7 @@ def compute_metrics(
     details: dict[str, Any] = {}
     timing: dict[str, float] = {}
     values: dict[str, float | Estimate] = {}
+    skipped: dict[str, str] = {}
 
     # -- canonical point ---------------------------------------------------------
     th = th0
@@ -297,137 +304,129 @@ def compute_metrics(
     with tracked(progress, "metrics", len(chosen)) as task:
         for name in chosen:
             t0 = time.perf_counter()
-            if name in ("loss", "accuracy"):
-                loss, acc = train_eval()
-                if name == "loss":
-                    values["loss"] = loss
-                elif space.bundle.loss.classification:
-                    values["accuracy"] = acc
-                elif explicit:
-                    warnings.append("accuracy skipped: the loss is not a classification loss.")
-            elif name == "generalization_gap":
-                if not space.bundle.data.has_test:
-                    if explicit:
-                        warnings.append("generalization gap skipped: the data has no test split.")
-                else:
-                    tl, ta = space.evaluate(th, "test")
-                    values["test_loss"] = tl
-                    if space.bundle.loss.classification:
-                        values["test_accuracy"] = ta
-                    values["generalization_gap"] = tl - train_eval()[0]
-            elif name in ("lambda_max", "effective_rank"):
-                if pairs is None:
-                    k = min(opts["top_k"], space.dim)
-                    pairs = top_eigenpairs(
-                        hessian(),
-                        k,
-                        max_iter=opts["max_iter"],
-                        tol=opts["tol"],
+            try:
+                if name in ("loss", "accuracy"):
+                    loss, acc = train_eval()
+                    if name == "loss":
+                        values["loss"] = loss
+                    elif space.bundle.loss.classification:
+                        values["accuracy"] = acc
+                    else:
+                        raise NotApplicable("the loss is not a classification loss")
+                elif name == "generalization_gap":
+                    if not space.bundle.data.has_test:
+                        raise NotApplicable("the data has no test split (give --test-fraction)")
+                    else:
+                        tl, ta = space.evaluate(th, "test")
+                        values["test_loss"] = tl
+                        if space.bundle.loss.classification:
+                            values["test_accuracy"] = ta
+                        values["generalization_gap"] = tl - train_eval()[0]
+                elif name in ("lambda_max", "effective_rank"):
+                    if pairs is None:
+                        k = min(opts["top_k"], space.dim)
+                        pairs = top_eigenpairs(
+                            hessian(),
+                            k,
+                            max_iter=opts["max_iter"],
+                            tol=opts["tol"],
+                            seed=seed,
+                            progress=progress,
+                        )
+                        details["top_eigenvalues"] = [_json_float(v) for v in pairs.values]
+                        if not pairs.all_converged:
+                            warnings.append(
+                                f"{int((~pairs.converged).sum())} of {len(pairs.values)} top"
+                                " eigenpairs did not reach the tolerance; λmax may be low."
+                            )
+                    if name == "lambda_max":
+                        values["lambda_max"] = float(pairs.values[0])
+                    else:
+                        if space.dim <= opts["exact_max_params"] and not space.scripted:
+                            spec = exact_spectrum(space, th, max_params=opts["exact_max_params"])
+                            values["effective_rank"] = effective_rank(spec)
+                            details["effective_rank_spectrum"] = "exact"
+                        else:
+                            values["effective_rank"] = effective_rank(pairs.values)
+                            details["effective_rank_spectrum"] = f"top-{len(pairs.values)}"
+                elif name == "trace":
+                    values["trace"] = trace(
+                        hessian(), num_matvecs=opts["trace_matvecs"], seed=seed, progress=progress
+                    )
+                elif name == "frobenius":
+                    values["frobenius"] = frobenius(
+                        hessian(), num_probes=opts["frobenius_probes"], seed=seed, progress=progress
+                    )
+                elif name == "eps_sharpness":
+                    r = eps_sharpness(
+                        space,
+                        th,
+                        radius=radius,
+                        restarts=opts["restarts"],
+                        steps=opts["steps"],
                         seed=seed,
                         progress=progress,
                     )
-                    details["top_eigenvalues"] = [_json_float(v) for v in pairs.values]
-                    if not pairs.all_converged:
-                        warnings.append(
-                            f"{int((~pairs.converged).sum())} of {len(pairs.values)} top"
-                            " eigenpairs did not reach the tolerance; λmax may be low."
-                        )
-                if name == "lambda_max":
-                    values["lambda_max"] = float(pairs.values[0])
-                else:
-                    if space.dim <= opts["exact_max_params"] and not space.scripted:
-                        spec = exact_spectrum(space, th, max_params=opts["exact_max_params"])
-                        values["effective_rank"] = effective_rank(spec)
-                        details["effective_rank_spectrum"] = "exact"
-                    else:
-                        values["effective_rank"] = effective_rank(pairs.values)
-                        details["effective_rank_spectrum"] = f"top-{len(pairs.values)}"
-            elif name == "trace":
-                values["trace"] = trace(
-                    hessian(), num_matvecs=opts["trace_matvecs"], seed=seed, progress=progress
-                )
-            elif name == "frobenius":
-                values["frobenius"] = frobenius(
-                    hessian(), num_probes=opts["frobenius_probes"], seed=seed, progress=progress
-                )
-            elif name == "eps_sharpness":
-                r = eps_sharpness(
-                    space,
-                    th,
-                    radius=radius,
-                    restarts=opts["restarts"],
-                    steps=opts["steps"],
-                    seed=seed,
-                    progress=progress,
-                )
-                values["eps_sharpness"] = r.value
-                details["eps_sharpness"] = r.to_dict()
-            elif name == "adaptive_sharpness":
-                rho = opts["adaptive_radius"] or radius
-                r = adaptive_sharpness(
-                    space,
-                    th,
-                    radius=rho,
-                    eta=opts["adaptive_eta"],
-                    restarts=opts["restarts"],
-                    steps=opts["steps"],
-                    seed=seed,
-                    progress=progress,
-                )
-                values["adaptive_sharpness"] = r.value
-                details["adaptive_sharpness"] = r.to_dict()
-            elif name == "average_sharpness":
-                values["average_sharpness"] = average_sharpness(
-                    space,
-                    th,
-                    sigma=sigma,
-                    num_samples=opts["average_samples"],
-                    scale=opts["average_scale"],
-                    seed=seed,
-                    progress=progress,
-                )
-            elif name == "pac_bayes_sigma":
-                if opts["pac_quantity"] == "error" and not space.bundle.loss.classification:
-                    if explicit:
-                        raise ConfigError(
-                            "pac_quantity='error' needs a classification loss; use 'loss'."
-                        )
-                pb = pac_bayes_sigma(
-                    space,
-                    th,
-                    threshold=opts["pac_threshold"],
-                    quantity=opts["pac_quantity"],
-                    num_samples=opts["pac_samples"],
-                    seed=seed,
-                    progress=progress,
-                )
-                values["pac_bayes_sigma"] = Estimate(
-                    pb.sigma, pb.sigma_stderr, pb.num_samples, f"bisection/{pb.quantity}"
-                )
-                values["pac_bayes_bound"] = pb.bound
-                details["pac_bayes"] = pb.to_dict()
-                if not pb.bracketed:
-                    warnings.append(
-                        "PAC-Bayes σ was not bracketed within the evaluation budget; the value"
-                        " is a bound from one side."
+                    values["eps_sharpness"] = r.value
+                    details["eps_sharpness"] = r.to_dict()
+                elif name == "adaptive_sharpness":
+                    rho = opts["adaptive_radius"] or radius
+                    r = adaptive_sharpness(
+                        space,
+                        th,
+                        radius=rho,
+                        eta=opts["adaptive_eta"],
+                        restarts=opts["restarts"],
+                        steps=opts["steps"],
+                        seed=seed,
+                        progress=progress,
                     )
-            elif name == "fisher_rao_norm":
-                if space.scripted:
-                    if explicit:
-                        fisher_rao_norm(space, th)  # raises the one-line ConfigError
-                    warnings.append("Fisher-Rao norm skipped: TorchScript models lack torch.func.")
-                else:
+                    values["adaptive_sharpness"] = r.value
+                    details["adaptive_sharpness"] = r.to_dict()
+                elif name == "average_sharpness":
+                    values["average_sharpness"] = average_sharpness(
+                        space,
+                        th,
+                        sigma=sigma,
+                        num_samples=opts["average_samples"],
+                        scale=opts["average_scale"],
+                        seed=seed,
+                        progress=progress,
+                    )
+                elif name == "pac_bayes_sigma":
+                    pb = pac_bayes_sigma(
+                        space,
+                        th,
+                        threshold=opts["pac_threshold"],
+                        quantity=opts["pac_quantity"],
+                        num_samples=opts["pac_samples"],
+                        seed=seed,
+                        progress=progress,
+                    )
+                    values["pac_bayes_sigma"] = Estimate(
+                        pb.sigma, pb.sigma_stderr, pb.num_samples, f"bisection/{pb.quantity}"
+                    )
+                    values["pac_bayes_bound"] = pb.bound
+                    details["pac_bayes"] = pb.to_dict()
+                    if not pb.bracketed:
+                        warnings.append(
+                            "PAC-Bayes σ was not bracketed within the evaluation budget; the value"
+                            " is a bound from one side."
+                        )
+                elif name == "fisher_rao_norm":
                     values["fisher_rao_norm"] = fisher_rao_norm(space, th, fisher=opts["fisher"])
-            elif name == "relative_flatness":
-                values["relative_flatness"] = relative_flatness(
-                    space,
-                    th,
-                    layer=opts["layer"],
-                    exact=opts["relative_exact"],
-                    num_matvecs=opts["relative_matvecs"],
-                    seed=seed,
-                    progress=progress,
-                )
+                elif name == "relative_flatness":
+                    values["relative_flatness"] = relative_flatness(
+                        space,
+                        th,
+                        layer=opts["layer"],
+                        exact=opts["relative_exact"],
+                        num_matvecs=opts["relative_matvecs"],
+                        seed=seed,
+                        progress=progress,
+                    )
+            except NotApplicable as exc:
+                skipped[name] = str(exc)
             timing[name] = time.perf_counter() - t0
             task.advance()
     if op is not None:
@@ -446,6 +445,7 @@ def compute_metrics(
         canonicalized=applied,
         invariant={k: invariant(k) for k in values},
         warnings=tuple(warnings),
+        skipped=skipped,
         settings=settings,
         details=details,
         timing=timing,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import importlib
 import json
 
 import numpy as np
@@ -20,23 +19,6 @@ from typer.testing import CliRunner
 from landscape.cli.app import app
 from landscape.experiments import demo_compare as dc
 from landscape.experiments.scan import ScanConfig
-
-
-def _missing_stages() -> str | None:
-    needs = {
-        "landscape.hessian": ("top_eigenpairs", "bottom_eigenpairs", "hutchpp_trace",
-                              "frobenius_norm", "slq_density"),
-        "landscape.surface": ("quick_surface",),
-    }  # fmt: skip
-    for mod, names in needs.items():
-        m = importlib.import_module(mod)
-        absent = [n for n in names if not hasattr(m, n)]
-        if absent:
-            return f"{mod} does not provide {', '.join(absent)} yet"
-    return None
-
-
-MISSING = _missing_stages()
 
 TINY_SCAN = ScanConfig(top_k=2, bottom_k=1, trace_matvecs=12, frobenius_probes=4, slq_runs=1,
                        slq_steps=15, tol=1e-4, surface=True, surface_grid=(7, 7), metrics=True)  # fmt: skip
@@ -72,7 +54,6 @@ def _dense_lambda_max(ckpt, max_samples: int, seed: int) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(MISSING is not None, reason=f"the scan stages are not on main: {MISSING}")
 def test_demo_compare_end_to_end(tmp_path, monkeypatch):
     tiny = functools.partial(
         dc.run_demo_compare, runs=TINY_RUNS, model=TINY_MODEL, max_samples=300,
@@ -116,7 +97,6 @@ def test_demo_compare_end_to_end(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(MISSING is not None, reason=f"the scan stages are not on main: {MISSING}")
 def test_compare_checkpoints_share_one_scan_configuration(tmp_path):
     from landscape.experiments.demo import build_seeded
     from landscape.experiments.models import mlp

@@ -15,6 +15,8 @@ import torch
 from landscape.engine import ParamSpace
 from landscape.engine.distributed import DataParallel, DistributedContext, sharded_grid_eval
 from landscape.experiments.models import mlp
+from landscape.experiments.sharded_surface import sharded_quick_surface
+from landscape.hessian import hutchinson_trace, top_eigenpairs
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle
 
@@ -79,17 +81,12 @@ def compute(ctx: DistributedContext, out: dict) -> None:
     out["loss"] = torch.tensor(loss, dtype=torch.float64)
     out["grad"] = g
     out["n_local"] = torch.tensor(dp.local.num_samples())
-    try:
-        from landscape.hessian import hutchinson_trace, top_eigenpairs
-    except ImportError:
-        pass
-    else:
-        op = dp.operator()
-        eig = top_eigenpairs(op, 5, seed=0, tol=1e-8)
-        out["top_eigs"] = torch.as_tensor(eig.values)
-        out["eig_matvecs"] = torch.tensor(op.matvecs)
-        tr = hutchinson_trace(dp.operator(), 20, seed=0)
-        out["trace"] = torch.tensor([tr.mean, tr.stderr], dtype=torch.float64)
+    op = dp.operator()
+    eig = top_eigenpairs(op, 5, seed=0, tol=1e-8)
+    out["top_eigs"] = torch.as_tensor(eig.values)
+    out["eig_matvecs"] = torch.tensor(op.matvecs)
+    tr = hutchinson_trace(dp.operator(), 20, seed=0)
+    out["trace"] = torch.tensor([tr.mean, tr.stderr], dtype=torch.float64)
 
 
 def compute_grid(ctx: DistributedContext, out: dict, progress_dir: Path) -> None:
@@ -129,21 +126,10 @@ def compute_grid(ctx: DistributedContext, out: dict, progress_dir: Path) -> None
     # a grid without progress files
     fresh = sharded_grid_eval(space, pts, dirs, context=ctx, to_all=True)
     out["grid_fresh"] = torch.as_tensor(fresh.values)
-    if surface_available():
-        from landscape.experiments.sharded_surface import sharded_quick_surface
-
-        surf = sharded_quick_surface(space, grid=(5, 4), span=1.0, seed=0, context=ctx)
-        out["surf_train"] = torch.as_tensor(surf.train_loss)
-        out["surf_test"] = torch.as_tensor(surf.test_loss)
-        out["surf_center"] = torch.tensor(surf.center_loss, dtype=torch.float64)
-
-
-def surface_available() -> bool:
-    try:
-        from landscape.surface import PointEvaluator, quick_surface  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    surf = sharded_quick_surface(space, grid=(5, 4), span=1.0, seed=0, context=ctx)
+    out["surf_train"] = torch.as_tensor(surf.train_loss)
+    out["surf_test"] = torch.as_tensor(surf.test_loss)
+    out["surf_center"] = torch.tensor(surf.center_loss, dtype=torch.float64)
 
 
 def main() -> None:

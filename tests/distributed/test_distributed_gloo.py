@@ -125,8 +125,6 @@ def test_loss_accuracy_and_gradient_match(gloo_run, single):
 
 @pytest.mark.slow
 def test_top_eigenvalues_and_trace_match(gloo_run, single):
-    if "top_eigs" not in gloo_run[0]:
-        pytest.skip("landscape.hessian has not landed yet")
     from landscape.hessian import hutchinson_trace, top_eigenpairs
 
     op = CurvatureOperator(single["space"])
@@ -157,8 +155,6 @@ def test_sharded_grid_matches_single_process_and_resumes(gloo_run, single):
 
 @pytest.mark.slow
 def test_sharded_quick_surface_matches_single_process(gloo_run, single):
-    if not worker.surface_available():
-        pytest.skip("landscape.surface has not landed yet")
     from landscape.surface import quick_surface
 
     ref = quick_surface(single["space"], grid=(5, 4), span=1.0, seed=0)

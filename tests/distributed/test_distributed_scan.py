@@ -19,10 +19,6 @@ from landscape.cli.app import app
 from landscape.experiments.models import mlp
 from landscape.io.bundle import save
 
-hessian = pytest.importorskip("landscape.hessian")
-if not hasattr(hessian, "top_eigenpairs"):
-    pytest.skip("landscape.hessian has not landed yet", allow_module_level=True)
-
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
