@@ -1,4 +1,4 @@
-"""``landscape basins``: LLC, basin volume, Jacobian rank, compressibility of one checkpoint."""
+"""``landscape basins``: LLC, prior mass, functional dimension, P(f) and more of one checkpoint."""
 
 from __future__ import annotations
 
@@ -30,7 +30,12 @@ from landscape.cli.common import (
     run_name,
 )
 from landscape.errors import ConfigError
-from landscape.experiments.basins_run import MEASURES, BasinsConfig, run_basins
+from landscape.experiments.basins_run import (
+    DEFAULT_MEASURES,
+    MEASURES,
+    BasinsConfig,
+    run_basins,
+)
 from landscape.io.presets import load_preset
 from landscape.io.rundir import RunDir, default_run_dir, read_json, write_json
 
@@ -89,6 +94,17 @@ def print_basins(summary: dict[str, Any], run_dir: Path) -> None:
         if isinstance(mean, float) and mean < 0:
             notes += ", [yellow]negative: θ is not a local minimum[/yellow]"
         t.add_row("local learning coefficient", _fmt(llc["llc"]), notes)
+    if "mass" in b:
+        pm = b["mass"]
+        lo, hi = pm["ci"]
+        notes = (
+            f"{pm['definition']} basin, cutoff {_fmt(pm['cutoff'])}; {pm['sigma_description']};"
+            f" 95% CI [{_fmt(lo)}, {_fmt(hi)}]; {pm['num_rays']} rays, ESS {_fmt(pm['ess'])},"
+            f" {pm['flat_rays']} flat"
+        )
+        if pm.get("dominated"):
+            notes += ", [yellow]carried by few rays (a lower-bound-like estimate)[/yellow]"
+        t.add_row("log prior mass of the basin", _fmt(pm["log_mass"]), notes)
     for kind, v in b.get("volume", {}).items():
         lo, hi = v["ci"]
         t.add_row(
@@ -99,11 +115,20 @@ def print_basins(summary: dict[str, Any], run_dir: Path) -> None:
         )
     if "jacobian" in b:
         j = b["jacobian"]
+        state = "plateau" if j["plateau"] else "[yellow]no plateau[/yellow]"
+        if j["saturated"]:
+            state = "[yellow]capped by the inputs[/yellow]"
+        sym = j.get("symmetry_dim")
+        extra = (
+            f"; deficit {j['deficit']} = symmetries {sym} + excess {j['excess_deficit']}"
+            if sym is not None
+            else f"; deficit {j['deficit']} (symmetries unknown for this model)"
+        )
         t.add_row(
-            "Jacobian rank",
+            "functional dimension",
             str(j["rank"]),
-            f"of {min(j['shape'])} (shape {j['shape'][0]}×{j['shape'][1]}),"
-            f" tol {_fmt(j['tol'])} ({j['method']}); effective rank {_fmt(j['effective_rank'])}",
+            f"of d = {j['dim']} on {j['num_samples']} inputs ({state}){extra};"
+            f" effective rank {_fmt(j['effective_rank'])}",
         )
     if "compress" in b:
         c = b["compress"]
@@ -148,7 +173,10 @@ def basins(
     measure: Annotated[
         list[str] | None,
         typer.Option(
-            "--measure", "-m", help=f"Measure to run (repeat): {', '.join(MEASURES)}. Default all."
+            "--measure",
+            "-m",
+            help=f"Measure to run (repeat): {', '.join(MEASURES)}."
+            f" Default: {', '.join(DEFAULT_MEASURES)}.",
         ),
     ] = None,
     model: ModelOpt = None,
@@ -167,9 +195,27 @@ def basins(
         Path | None, typer.Option("--config", help="TOML file with a [basins] table.")
     ] = None,
     delta: Annotated[
-        float | None, typer.Option("--delta", help="Loss rise Δ bounding the basin.")
+        float | None,
+        typer.Option("--delta", help="Loss rise Δ bounding the basin of the Lebesgue volume."),
     ] = None,
-    rays: Annotated[int | None, typer.Option("--rays", help="Rays per volume estimate.")] = None,
+    basin: Annotated[
+        str | None,
+        typer.Option(
+            "--basin",
+            help="Basin whose prior mass is measured: kl (output KL on held-out inputs) or loss.",
+        ),
+    ] = None,
+    cutoff: Annotated[
+        float | None,
+        typer.Option("--cutoff", help="KL cutoff ε (nats) or loss rise Δ bounding that basin."),
+    ] = None,
+    rays: Annotated[
+        int | None, typer.Option("--rays", help="Rays per prior-mass and volume estimate.")
+    ] = None,
+    prior_samples: Annotated[
+        int | None,
+        typer.Option("--prior-samples", help="Initializations sampled for P(f) (--measure prior)."),
+    ] = None,
     chains: Annotated[int | None, typer.Option("--chains", help="SGLD chains for the LLC.")] = None,
     draws: Annotated[int | None, typer.Option("--draws", help="SGLD draws per chain.")] = None,
     sigma: Annotated[
@@ -180,7 +226,7 @@ def basins(
     ] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Measure a checkpoint's basin: LLC, volume, Jacobian rank, compressibility, curvature."""
+    """Measure a checkpoint's basin: LLC, prior mass, functional dimension, P(f), curvature."""
     opts = LoadOptions.from_params(locals())
     cfg = build_basins_config(
         measure,
@@ -189,6 +235,10 @@ def basins(
         {
             "volume_delta": delta,
             "volume_rays": rays,
+            "mass_rays": rays,
+            "mass_definition": basin,
+            "mass_cutoff": cutoff,
+            "prior_samples": prior_samples,
             "jacobian_samples": jacobian_samples,
             "llc_chains": chains,
             "llc_draws": draws,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from landscape.basins.jacobian_rank import jacobian_rank
+from landscape.basins.jacobian_rank import functional_dimension
 from landscape.cli.app import app
 from landscape.engine import ParamSpace
 from landscape.experiments.compression import init_mlp
@@ -51,6 +51,8 @@ def test_basins_command_writes_measures(tmp_path: Path) -> None:
         "-m",
         "volume",
         "-m",
+        "mass",
+        "-m",
         "llc",
         "--rays",
         "6",
@@ -63,15 +65,22 @@ def test_basins_command_writes_measures(tmp_path: Path) -> None:
     ]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
-    assert "Jacobian rank" in r.output and "log basin volume" in r.output
+    assert "functional dimension" in r.output and "log basin volume" in r.output
+    assert "log prior mass" in r.output
     s = json.loads((out / "summary.json").read_text())
     b = s["basins"]
-    assert set(b) >= {"jacobian", "compress", "volume", "llc", "config"}
+    assert set(b) >= {"jacobian", "compress", "volume", "mass", "llc", "config"}
     assert "curvature" not in b
     data = load_data("digits", max_samples=120)
     space = ParamSpace(ModelBundle.from_module(model, data))
-    assert b["jacobian"]["rank"] == jacobian_rank(space, max_samples=30).rank
-    assert b["jacobian"]["shape"] == [300, space.dim]
+    fd = functional_dimension(space, max_samples=30)
+    j = b["jacobian"]
+    assert j["rank"] == fd.rank and j["dim"] == space.dim == fd.dim
+    assert j["num_samples"] == 30 and j["deficit"] == space.dim - j["rank"]
+    assert j["saturated"]  # 30 inputs × 9 centred logits < d: the output says so
+    assert b["mass"]["num_rays"] == 6 and b["mass"]["definition"] == "kl"
+    lo, hi = b["mass"]["ci"]
+    assert lo <= b["mass"]["log_mass"] <= hi and b["mass"]["log_volume"] is None
     assert set(b["volume"]) == {"none", "eigen"}
     for v in b["volume"].values():
         assert v["ci"][0] <= v["log_volume"] <= v["ci"][1] and v["num_rays"] == 6
