@@ -1,4 +1,4 @@
-"""Basins: LLC, basin volume, Jacobian rank, compressibility, symmetries, basin counting.
+"""Basins: LLC, prior probability P(f), basin volume, Jacobian rank, compressibility, symmetries, basin counting.
 
 Every measure works on a :class:`landscape.engine.ParamSpace` (so on any checkpoint that
 ``landscape scan`` accepts) and returns a frozen dataclass with ``to_dict``.
@@ -14,6 +14,14 @@ from landscape.basins.compress import Compressibility, compressibility
 from landscape.basins.counting import Barrier, BasinCount, count_basins, loss_barrier
 from landscape.basins.jacobian_rank import JacobianRank, effective_rank, jacobian_rank
 from landscape.basins.llc import LLCConfig, LLCResult, estimate_llc
+from landscape.basins.nngp import EPResult, ep_log_orthant, nngp_kernel
+from landscape.basins.prior_function import (
+    InitSampler,
+    PriorProbability,
+    lempel_ziv_complexity,
+    prior_probability,
+    sample_functions,
+)
 from landscape.basins.symmetry import (
     Alignment,
     canonicalize,
@@ -35,11 +43,14 @@ __all__ = [
     "Barrier",
     "BasinCount",
     "Compressibility",
+    "EPResult",
+    "InitSampler",
     "JacobianRank",
     "LLCConfig",
     "LLCResult",
     "LearningCoefficient",
     "Preconditioner",
+    "PriorProbability",
     "VolumeResult",
     "basin_volume",
     "canonicalize",
@@ -49,13 +60,18 @@ __all__ = [
     "diagonal_preconditioner",
     "effective_rank",
     "eigen_preconditioner",
+    "ep_log_orthant",
     "estimate_llc",
     "hutchinson_diagonal",
     "jacobian_rank",
+    "lempel_ziv_complexity",
     "loss_barrier",
+    "nngp_kernel",
+    "prior_probability",
     "rebalance",
     "reduced_rank_lambda",
     "regular_lambda",
     "rescale_layer_pair",
+    "sample_functions",
     "weight_matching",
 ]
