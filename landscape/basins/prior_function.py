@@ -177,18 +177,24 @@ class InitSampler:
                             theta[row, self._slice(i)] = getattr(sub, leaf).detach().reshape(-1)
         return theta
 
-    def outputs(self, theta: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        """Outputs ``(B, n, ...)`` of the model at each row of ``theta`` on ``inputs``."""
+    def outputs(
+        self, theta: torch.Tensor, inputs: torch.Tensor, *, per_row: bool = False
+    ) -> torch.Tensor:
+        """Outputs ``(B, n, ...)`` of the model at each row of ``theta``.
 
-        def one(th: torch.Tensor) -> torch.Tensor:
+        ``inputs`` is ``(n, ...)`` shared by every row, or with ``per_row`` ``(B, n, ...)``
+        (row ``b`` of ``theta`` sees ``inputs[b]``). Differentiable in ``theta``.
+        """
+
+        def one(th: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
             params: dict[str, torch.Tensor] = {
                 n: th[self._slice(i)].view(s)
                 for i, (n, s) in enumerate(zip(self.names, self.shapes, strict=True))
             }
             params.update(self.buffers)
-            return functional_call(self.module, params, (inputs,), strict=False)
+            return functional_call(self.module, params, (x,), strict=False)
 
-        return torch.vmap(one)(theta)
+        return torch.vmap(one, in_dims=(0, 0 if per_row else None))(theta, inputs)
 
 
 def function_labels(outputs: torch.Tensor) -> torch.Tensor:
