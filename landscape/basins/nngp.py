@@ -159,7 +159,7 @@ def ep_log_orthant(
     signs: np.ndarray,
     *,
     max_sweeps: int = 200,
-    tol: float = 1e-9,
+    tol: float = 1e-6,
     jitter: float = 1e-10,
 ) -> EPResult:
     """EP estimate of ``log P(sign f_i = s_i ∀i)`` for ``f ~ N(0, cov)``.
