@@ -1,4 +1,4 @@
-"""``landscape experiment compression``: the compression / many-minima experiment."""
+"""``landscape experiment NAME``: the compression / many-minima and Boolean experiments."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from landscape.experiments.compression import (
 )
 from landscape.io.rundir import default_run_dir
 
-EXPERIMENTS = ("compression",)
+EXPERIMENTS = ("compression", "boolean")
 
 
 def print_verdict(summary: CompressionSummary, run_dir: Path) -> None:
@@ -83,10 +83,45 @@ def print_verdict(summary: CompressionSummary, run_dir: Path) -> None:
     )
 
 
+def run_boolean_command(
+    preset: str | None,
+    config: Path | None,
+    out: Path | None,
+    resume: bool,
+    overwrite: bool,
+    figures: bool,
+    quiet: bool,
+) -> None:
+    """Run the Boolean experiment and print its table."""
+    from rich.table import Table
+
+    from landscape.experiments import boolean
+
+    cfg = boolean.load_config(preset, config)
+    out_dir = out or default_run_dir("boolean")
+    with progress_bars(quiet) as prog:
+        summary = boolean.run_boolean(
+            cfg, out_dir, resume=resume, overwrite=overwrite, progress=prog
+        )
+    if figures:
+        from landscape.viz.boolean_plots import boolean_figures
+
+        paths = boolean_figures(out_dir)
+        if not quiet:
+            console.print(f"{len(paths)} figures in {Path(out_dir) / 'figures'}")
+    t = Table(title="Boolean experiment · simplicity bias of P(f)", show_header=True)
+    t.add_column("quantity", justify="left")
+    t.add_column("value", justify="right")
+    for label, value in boolean.write_summary_table(summary):
+        t.add_row(label, value)
+    out_console.print(t)
+    out_console.print(f"run directory: [bold]{out_dir}[/bold]")
+
+
 @app.command("experiment")
 @friendly_errors
 def experiment(
-    name: Annotated[str, typer.Argument(help="Which experiment: compression.")],
+    name: Annotated[str, typer.Argument(help="Which experiment: compression or boolean.")],
     preset: Annotated[
         str | None,
         typer.Option("--preset", help=f"{', '.join(PRESETS)} (default: default)."),
@@ -104,11 +139,14 @@ def experiment(
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Render figures.")] = True,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run an experiment; `compression` tests the compression / many-minima argument."""
+    """Run an experiment: `compression` (many minima) or `boolean` (simplicity bias, P(f))."""
     if name not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}; use {', '.join(EXPERIMENTS)}.")
     if preset is not None and config is not None:
         raise ConfigError("give --preset or --config, not both.")
+    if name == "boolean":
+        run_boolean_command(preset, config, out, resume, overwrite, figures, quiet)
+        return
     cfg = load_config(preset, config)
     if workers is not None:
         cfg = dataclasses.replace(cfg, workers=workers)

@@ -1,4 +1,6 @@
-"""Basins: LLC, basin volume and prior mass, Jacobian rank, compressibility, symmetries, basin counting.
+"""Basin measures: LLC, prior mass, P(f), functional dimension, symmetries, basin counts.
+
+Also compressibility, and the Lebesgue volume where it is finite.
 
 Every measure works on a :class:`landscape.engine.ParamSpace` (so on any checkpoint that
 ``landscape scan`` accepts) and returns a frozen dataclass with ``to_dict``.
@@ -21,6 +23,14 @@ from landscape.basins.jacobian_rank import (
     jacobian_rank,
 )
 from landscape.basins.llc import LLCConfig, LLCResult, estimate_llc
+from landscape.basins.nngp import EPResult, ep_log_orthant, nngp_kernel
+from landscape.basins.prior_function import (
+    InitSampler,
+    PriorProbability,
+    lempel_ziv_complexity,
+    prior_probability,
+    sample_functions,
+)
 from landscape.basins.prior_mass import PriorMassResult, basin_prior_mass, prior_scale
 from landscape.basins.symmetry import (
     Alignment,
@@ -44,6 +54,8 @@ __all__ = [
     "BasinCount",
     "Compressibility",
     "FunctionalDimension",
+    "EPResult",
+    "InitSampler",
     "JacobianRank",
     "LLCConfig",
     "LLCResult",
@@ -51,6 +63,7 @@ __all__ = [
     "Preconditioner",
     "PriorMassResult",
     "SymmetryCount",
+    "PriorProbability",
     "VolumeResult",
     "basin_prior_mass",
     "basin_volume",
@@ -61,15 +74,20 @@ __all__ = [
     "diagonal_preconditioner",
     "effective_rank",
     "eigen_preconditioner",
+    "ep_log_orthant",
     "estimate_llc",
     "functional_dimension",
     "hutchinson_diagonal",
     "jacobian_rank",
+    "lempel_ziv_complexity",
     "loss_barrier",
     "prior_scale",
+    "nngp_kernel",
+    "prior_probability",
     "rebalance",
     "reduced_rank_lambda",
     "regular_lambda",
     "rescale_layer_pair",
+    "sample_functions",
     "weight_matching",
 ]
