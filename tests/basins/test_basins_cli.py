@@ -77,7 +77,8 @@ def test_basins_command_writes_measures(tmp_path: Path) -> None:
     j = b["jacobian"]
     assert j["rank"] == fd.rank and j["dim"] == space.dim == fd.dim
     assert j["num_samples"] == 30 and j["deficit"] == space.dim - j["rank"]
-    assert j["saturated"]  # 30 inputs × 9 centred logits < d: the output says so
+    # 30 inputs × 9 centred logits < d: no plateau can be shown, and the output says so
+    assert not j["plateau"] and any("no plateau" in n for n in j["notes"])
     assert b["mass"]["num_rays"] == 6 and b["mass"]["definition"] == "kl"
     lo, hi = b["mass"]["ci"]
     assert lo <= b["mass"]["log_mass"] <= hi and b["mass"]["log_volume"] is None
