@@ -65,6 +65,7 @@ TRUST_ACCEPTANCE = 0.8  # MALA acceptance probability of the SGLD step
 TRUST_SENSITIVITY = 0.1  # −d log λ̂ / d log γ: above it, the localization decides λ̂
 TRUST_BELOW = 0.05  # fraction of Hessian directions with curvature below h_γ
 TRUST_GRAD_BIAS = 0.05  # bound on the gradient's effect on λ̂, relative to λ̂
+TRUST_STEP_BIAS = 0.05  # predicted step + minibatch excess of λ̂, relative to λ̂
 
 
 @dataclass(frozen=True)
@@ -151,10 +152,12 @@ class LLCResult:
         localization_scale: ``h_γ = γ/(nβ)`` in NLL-curvature units.
         gamma_sensitivity: ``S = −dλ̂/d log γ`` estimated from the draws.
         distance_trace: ``‖w − w*‖²`` at each draw, shape ``(chains, draws)``.
-        distance_drift: per-chain relative change of ``‖w − w*‖²`` over the draws
-            (linear trend; 0 when within noise).
+        distance_drift: per-chain signed relative change of ``‖w − w*‖²`` over the
+            draws (linear trend); see :func:`spreading`.
         curvature_below_localization: fraction of Hessian directions with NLL curvature
             below ``h_γ`` (NaN unless eigenvalues were given and decide it).
+        step_bias: predicted first-order excess of λ̂ from the step ε and the minibatch
+            noise (:func:`step_bias`).
         tuned: whether ε and γ came from a pilot sweep.
         tuning: the sweep, when tuned.
         trustworthy: the run meets every condition the calibration tests support.
@@ -184,6 +187,7 @@ class LLCResult:
     distance_trace: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 0)))
     distance_drift: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
     curvature_below_localization: float = float("nan")
+    step_bias: float = float("nan")
     tuned: bool = False
     tuning: TuningReport | None = None
     trustworthy: bool = False
@@ -216,6 +220,7 @@ class LLCResult:
             "gamma_sensitivity": self.gamma_sensitivity.to_dict(),
             "distance_drift": [_json_float(v) for v in self.distance_drift],
             "curvature_below_localization": _json_float(self.curvature_below_localization),
+            "step_bias": _json_float(self.step_bias),
             "tuned": bool(self.tuned),
             "trustworthy": bool(self.trustworthy),
             "notes": list(self.notes),
@@ -294,24 +299,84 @@ def _drift(trace: np.ndarray, ref: float) -> np.ndarray:
 
 
 def _trend(trace: np.ndarray, blocks: int = 10) -> np.ndarray:
-    """Relative change of each row over its length, from a line fit to block means.
+    """Signed relative change of each row over its length, from a line fit to block means.
 
-    ``slope · length / mean``; 0 when the slope is within three standard errors (of the
-    block-mean regression), NaN for non-finite rows.
+    ``slope · length / mean``; NaN for non-finite rows.
     """
     c, t = trace.shape
     blocks = max(3, min(blocks, t))
     usable = (t // blocks) * blocks
     bm = trace[:, :usable].reshape(c, blocks, -1).mean(axis=2)
     x = np.arange(blocks, dtype=np.float64) - (blocks - 1) / 2
-    sxx = float((x**2).sum())
-    slope = (bm * x).sum(axis=1) / sxx
-    resid = bm - bm.mean(axis=1, keepdims=True) - slope[:, None] * x
-    se = np.sqrt((resid**2).sum(axis=1) / (blocks - 2) / sxx)
-    mean = np.maximum(np.abs(bm.mean(axis=1)), 1e-300)
-    rel = np.abs(slope) * blocks / mean
-    out = np.where(np.abs(slope) > 3.0 * se, rel, 0.0)
-    return np.where(np.isfinite(trace).all(axis=1), out, np.nan)
+    slope = (bm * x).sum(axis=1) / float((x**2).sum())
+    rel = slope * blocks / np.maximum(np.abs(bm.mean(axis=1)), 1e-300)
+    return np.where(np.isfinite(trace).all(axis=1), rel, np.nan)
+
+
+def spreading(trend: np.ndarray, tol: float) -> bool:
+    """Whether ``‖w − w*‖²`` grows across the chains: mean trend above ``tol`` and 2 SE.
+
+    Pooling the chains keeps one chain's slow excursion from reading as diffusion.
+
+    Example:
+        >>> spreading(np.array([0.5, 0.6, 0.4, 0.55]), 0.25)
+        True
+        >>> spreading(np.array([0.7, -0.1, 0.0, -0.2]), 0.25)
+        False
+    """
+    t = trend[np.isfinite(trend)]
+    if t.size == 0:
+        return True
+    mean = float(t.mean())
+    se = float(t.std(ddof=1) / math.sqrt(t.size)) if t.size > 1 else 0.0
+    return mean > tol and mean > 2.0 * se
+
+
+def _noise_traces(
+    space: ParamSpace, w_star: torch.Tensor, batch_size: int, seed: int, probes: int = 8
+) -> tuple[float, float]:
+    """``tr ∇²L_n(w*)`` (Hutchinson, Rademacher probes) and ``E‖∇L_m(w*) − ∇L_n(w*)‖²``.
+
+    Both in the bundle's loss units; NaN where they cannot be computed.
+    """
+    from landscape.engine.curvature import CurvatureOperator
+
+    g = torch.Generator(device=w_star.device).manual_seed(seed + 7919)
+    dim = w_star.numel()
+    try:
+        op = CurvatureOperator(space, w_star)
+        v = torch.randint(0, 2, (probes, dim), generator=g, device=w_star.device)
+        v = v.to(w_star.dtype) * 2 - 1
+        tr_h = float((op.matmat(v) * v).sum(dim=1).mean())
+    except Exception:  # noqa: BLE001 - a diagnostic: report NaN rather than fail the estimate
+        tr_h = float("nan")
+    x_all, y_all = _train_tensors(space)
+    n = int(x_all.shape[0])
+    m = min(batch_size, n)
+    _, full = space.value_and_grad(w_star, "train")
+    dev2 = []
+    for _ in range(probes):
+        idx = torch.randint(0, n, (m,), generator=g, device=w_star.device)
+        _, gb, _ = space.grad_graph(w_star, x_all[idx], y_all[idx], create_graph=False)
+        dev2.append(float(((gb.detach() / m - full) ** 2).sum()))
+    return tr_h, float(np.mean(dev2))
+
+
+def step_bias(step_size: float, nb: float, scale: float, trace_h: float, noise2: float) -> float:
+    """First-order excess of λ̂ caused by the SGLD step and the minibatch noise.
+
+    On a Gaussian target the unadjusted Langevin step inflates the variance of direction
+    ``i`` by ``1/(1 − εP_i/4)``, adding ``ε nβ h_i/8`` to λ̂ whatever γ is; minibatch
+    gradient noise adds at most ``ε (nβ)² E‖∇L_m − ∇L_n‖²/8``. So (NLL units, ``scale``
+    converting the loss)::
+
+        B(ε) = ε nβ · scale · tr H / 8 + ε (nβ · scale)² · E‖∇L_m − ∇L_n‖² / 8.
+
+    Example:
+        >>> step_bias(0.01, 100.0, 1.0, 4.0, 0.0)
+        0.5
+    """
+    return step_size * nb * scale * trace_h / 8.0 + step_size * (nb * scale) ** 2 * noise2 / 8.0
 
 
 @dataclass(frozen=True)
@@ -441,8 +506,9 @@ def _assess(
     below: float,
     below_note: str,
     grad_bias: float,
+    bias: float,
     loss_name: str,
-    distance_drifting: int,
+    distance_spreading: bool,
 ) -> tuple[bool, tuple[str, ...]]:
     """The trust statement: which calibrated conditions hold, in words."""
     notes = [
@@ -486,10 +552,19 @@ def _assess(
     if not (math.isfinite(ess_value) and ess_value >= TRUST_ESS):
         ok = False
         notes.append(f"bulk ESS {ess_value:.0f} < {TRUST_ESS:.0f}: run more or longer chains.")
-    if distance_drifting:
+    if math.isfinite(bias) and mean > 0:
+        if bias > TRUST_STEP_BIAS * mean:
+            ok = False
+            notes.append(
+                f"the step ε and the minibatch noise add ≈ {bias:.3g} to λ̂ (first order,"
+                f" {bias / mean:.0%} > {TRUST_STEP_BIAS:.0%}): lower ε or raise batch_size."
+            )
+        else:
+            notes.append(f"step and minibatch bias ≈ {bias / mean:.1%} of λ̂.")
+    if distance_spreading:
         notes.append(
-            f"‖w − w*‖² still trends in {distance_drifting} chain(s): directions held only by"
-            " the localization have not equilibrated (lengthen burn-in or raise γ)."
+            "‖w − w*‖² still grows across the chains: directions held only by the"
+            " localization have not equilibrated (lengthen burn-in or raise γ)."
         )
     rel_s = sensitivity / mean if mean > 0 else float("nan")
     if math.isfinite(rel_s) and rel_s > TRUST_SENSITIVITY:
@@ -541,7 +616,8 @@ def estimate_llc(
     The result is ``trustworthy`` when at least two chains are kept, split-R̂ ≤ 1.1, bulk
     ESS ≥ 100, MALA acceptance ≥ 0.8, the γ-sensitivity ``−d log λ̂/d log γ`` ≤ 0.1, at
     most 5% of the Hessian directions lie below ``h_γ`` (when eigenvalues are given), the
-    gradient bound ``(nβ‖∇L‖)²/(2γ)`` is ≤ 5% of λ̂, and λ̂ > 0; ``notes`` says which hold.
+    gradient bound ``(nβ‖∇L‖)²/(2γ)`` and the predicted step/minibatch bias
+    (:func:`step_bias`) are each ≤ 5% of λ̂, and λ̂ > 0; ``notes`` says which hold.
 
     Args:
         space: the parameter space (model, training data, loss).
@@ -569,7 +645,23 @@ def estimate_llc(
     if cfg.auto:
         from landscape.basins.llc_tuning import tune_llc
 
-        cfg, tuning = tune_llc(space, theta, cfg, progress=progress)
+        cfg, tuning = tune_llc(
+            space, theta, cfg, hessian_eigenvalues=hessian_eigenvalues, progress=progress
+        )
+    return _estimate(space, theta, cfg, hessian_eigenvalues, progress, tuning=tuning)
+
+
+def _estimate(
+    space: ParamSpace,
+    theta: torch.Tensor | None,
+    cfg: LLCConfig,
+    hessian_eigenvalues: np.ndarray | None,
+    progress: Progress | None,
+    *,
+    tuning: TuningReport | None = None,
+    noise: tuple[float, float] | None = None,
+) -> LLCResult:
+    """One SGLD run with its diagnostics (``noise``: precomputed :func:`_noise_traces`)."""
     w_star = (space.theta0 if theta is None else theta).detach().clone()
     n = space.num_samples("train")
     if n < 2:
@@ -580,6 +672,8 @@ def estimate_llc(
     l_star = float(loss0) * scale
     grad_norm = float(grad0.norm()) * scale
     nb = n * beta
+    tr_h, noise2 = noise or _noise_traces(space, w_star, cfg.batch_size, cfg.seed)
+    bias = step_bias(cfg.step_size, nb, scale, tr_h, noise2)
     ch = _sample(space, w_star, cfg, scale, nb, progress)
     trace, diverged = ch.trace, ch.diverged
     finite = np.isfinite(trace).all(axis=1)
@@ -641,11 +735,18 @@ def estimate_llc(
         below=below,
         below_note=below_note,
         grad_bias=grad_bias if grad_norm > 0 else 0.0,
+        bias=bias,
         loss_name=space.bundle.loss.name,
-        distance_drifting=int(np.count_nonzero(np.nan_to_num(dist_drift[keep]) > cfg.drift_tol)),
+        distance_spreading=spreading(dist_drift[keep], cfg.drift_tol),
     )
     if tuning is not None:
         notes = (*notes, f"ε = {cfg.step_size:.3g} and γ = {gamma:.3g} chosen by a pilot sweep.")
+        if not tuning.step_ok:
+            trustworthy = False
+            notes = (*notes, "no step size in the sweep met the acceptance and bias targets.")
+        if not tuning.localization_ok:
+            trustworthy = False
+            notes = (*notes, "no localization in the sweep kept the chains localized.")
     return LLCResult(
         llc=Estimate(mean, se, int(good.size), "sgld"),
         per_chain=per_chain,
@@ -668,6 +769,7 @@ def estimate_llc(
         distance_trace=ch.dist2,
         distance_drift=dist_drift,
         curvature_below_localization=below,
+        step_bias=bias,
         tuned=tuning is not None,
         tuning=tuning,
         trustworthy=trustworthy,
