@@ -14,6 +14,7 @@ from landscape.basins.compress import Compressibility, compressibility
 from landscape.basins.counting import Barrier, BasinCount, count_basins, loss_barrier
 from landscape.basins.jacobian_rank import JacobianRank, effective_rank, jacobian_rank
 from landscape.basins.llc import LLCConfig, LLCResult, estimate_llc
+from landscape.basins.llc_tuning import TuningReport, tune_llc
 from landscape.basins.symmetry import (
     Alignment,
     canonicalize,
@@ -38,6 +39,7 @@ __all__ = [
     "JacobianRank",
     "LLCConfig",
     "LLCResult",
+    "TuningReport",
     "LearningCoefficient",
     "Preconditioner",
     "VolumeResult",
@@ -50,6 +52,7 @@ __all__ = [
     "effective_rank",
     "eigen_preconditioner",
     "estimate_llc",
+    "tune_llc",
     "hutchinson_diagonal",
     "jacobian_rank",
     "loss_barrier",

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, vmap
 
-from landscape.basins.mcmc_diagnostics import bulk_ess, split_rhat
+from landscape.basins.mcmc_diagnostics import bulk_ess, ess, split_rhat
 from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError
 from landscape.progress import Progress, tracked
@@ -278,24 +278,24 @@ def _drift(trace: np.ndarray, ref: float) -> np.ndarray:
     """Relative change of the mean excess loss from the 3rd to the 4th quarter of the draws.
 
     Returned as ``|b − a| / |mean excess|``; set to 0 when the change is within three
-    standard errors of minibatch noise (batch means over 8 blocks per quarter), so that
-    noise alone is not reported as drift.
+    standard errors, each quarter's standard error taken from its variance and the chain's
+    autocorrelation time (Geyer's initial monotone sequence over the second half), so that
+    noise, however correlated, is not reported as drift.
     """
     half = trace[:, trace.shape[1] // 2 :]
     q = half.shape[1] // 2
     first, second = half[:, :q], half[:, q : 2 * q]
     diff = second.mean(axis=1) - first.mean(axis=1)
-    blocks = max(2, min(8, q))
-    usable = (q // blocks) * blocks
-
-    def se(x: np.ndarray) -> np.ndarray:
-        bm = x[:, :usable].reshape(x.shape[0], blocks, -1).mean(axis=2)
-        return bm.std(axis=1, ddof=1) / math.sqrt(blocks)
-
-    se_diff = np.sqrt(se(first) ** 2 + se(second) ** 2)
-    scale = np.maximum(np.abs(half.mean(axis=1) - ref), 1e-12)
-    rel = np.abs(diff) / scale
-    return np.where(np.abs(diff) > 3.0 * se_diff, rel, 0.0)
+    out = np.full(trace.shape[0], np.nan)
+    for k in range(trace.shape[0]):
+        if not np.isfinite(half[k]).all():
+            continue
+        e = ess(half[k], split=False)
+        tau = half.shape[1] / e if math.isfinite(e) and e > 0 else float(half.shape[1])
+        se_diff = math.sqrt((first[k].var() + second[k].var()) * tau / max(q, 1))
+        scale = max(abs(float(half[k].mean()) - ref), 1e-12)
+        out[k] = abs(diff[k]) / scale if abs(diff[k]) > 3.0 * se_diff else 0.0
+    return out
 
 
 def _trend(trace: np.ndarray, blocks: int = 10) -> np.ndarray:
@@ -304,13 +304,15 @@ def _trend(trace: np.ndarray, blocks: int = 10) -> np.ndarray:
     ``slope · length / mean``; NaN for non-finite rows.
     """
     c, t = trace.shape
+    finite = np.isfinite(trace).all(axis=1)
+    trace = np.where(finite[:, None], trace, 0.0)
     blocks = max(3, min(blocks, t))
     usable = (t // blocks) * blocks
     bm = trace[:, :usable].reshape(c, blocks, -1).mean(axis=2)
     x = np.arange(blocks, dtype=np.float64) - (blocks - 1) / 2
     slope = (bm * x).sum(axis=1) / float((x**2).sum())
     rel = slope * blocks / np.maximum(np.abs(bm.mean(axis=1)), 1e-300)
-    return np.where(np.isfinite(trace).all(axis=1), rel, np.nan)
+    return np.where(finite, rel, np.nan)
 
 
 def spreading(trend: np.ndarray, tol: float) -> bool:

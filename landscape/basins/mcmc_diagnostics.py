@@ -105,13 +105,19 @@ def ess(draws: np.ndarray, *, rank_normalize: bool = False, split: bool = True) 
     if rank_normalize:
         r = rankdata(x, method="average").reshape(x.shape)
         x = ndtri((r - 0.375) / (x.size + 0.25))
+    with np.errstate(all="ignore"):  # overflowing draws give a NaN ESS, not a warning
+        return _geyer_ess(x)
+
+
+def _geyer_ess(x: np.ndarray) -> float:
+    m, n = x.shape
     acov = _autocov(x)
     chain_var = acov[:, 0] * n / (n - 1)
     mean_var = float(chain_var.mean())
     var_plus = mean_var * (n - 1) / n
     if m > 1:
         var_plus += float(x.mean(axis=1).var(ddof=1))
-    if var_plus <= 0.0:
+    if not math.isfinite(var_plus) or var_plus <= 0.0:
         return float("nan")
     rho = 1.0 - (mean_var - acov.mean(axis=0)) / var_plus
     rho[0] = 1.0

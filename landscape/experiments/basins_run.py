@@ -183,7 +183,13 @@ def measure(
             task.advance()
         if "llc" in ms:
             t0 = time.perf_counter()
-            res = estimate_llc(space, theta, cfg.llc, progress=progress)
+            res = estimate_llc(
+                space,
+                theta,
+                cfg.llc,
+                hessian_eigenvalues=None if eig is None else eig.values,
+                progress=progress,
+            )
             out["llc"] = res.to_dict()
             arrays["basins_llc_trace"] = (("chain", "draw"), res.loss_trace)
             timing["llc"] = time.perf_counter() - t0

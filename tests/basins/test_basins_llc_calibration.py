@@ -113,6 +113,7 @@ def test_localization_bias_is_measured_and_reported():
     """Old settings on a spread spectrum: λ̂ ≈ ½ Σ h/(h + h_γ) ≪ d/2, flagged."""
     space, h = spread_quadratic()
     res = estimate_llc(space, config=EXPERIMENT, hessian_eigenvalues=h)
+    print(f"spread quadratic: llc {res.llc.mean:.2f} ± {res.llc.stderr:.2f} (d/2 = 100)")
     nb = 256 / math.log(256)
     h_gamma = 10.0 / nb
     predicted = 0.5 * float(np.sum(h / (h + h_gamma)))  # 41.8, against d/2 = 100
@@ -148,24 +149,32 @@ def test_regular_logistic_regression_small_d_fast():
     res = estimate_llc(space, config=cfg)
     assert report.step_ok and report.localization_ok
     assert cfg.localization < 10.0  # the base γ held part of the curvature
+    print(f"logistic n=256 d=6: llc {res.llc.mean:.3f} ± {res.llc.stderr:.3f}", cfg)
+    # full-batch MALA reference of the tempered posterior: 3.19 (+6% over d/2 at this n)
     assert abs(res.llc.mean - 3.0) < 0.15 * 3.0, (res.llc, report.to_dict())
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("n", "p"), [(256, 10), (1000, 20)])
-def test_regular_logistic_regression_tuned(n, p):
+@pytest.mark.parametrize(
+    ("n", "p", "tempered", "tol"), [(256, 10, 6.10, 0.20), (1000, 20, 11.32, 0.15)]
+)
+def test_regular_logistic_regression_tuned(n, p, tempered, tol):
     """Binary logistic regression is regular: λ = d/2 (d = p + 1).
 
     The estimand is the tempered-posterior mean ``nβ E[L − L*]``, which equals d/2 only as
-    n → ∞: a full-batch Metropolis-adjusted reference gives +11% at n = 256, d = 11 and +7%
-    at n = 1000, d = 21 (+20% at n = 256, d = 21). With 4 chains the standard error is
-    ~5%, so 15% of d/2 is the tolerance.
+    n → ∞. A full-batch Metropolis-adjusted Langevin reference on these exact models
+    (16 chains × 5000 draws, γ = 0.01, SE ≈ 0.03) gives ``tempered``: +11% over d/2 at
+    n = 256, d = 11 and +8% at n = 1000, d = 21. SGLD with the tuned settings must match
+    that reference within 10% (4 chains: SE ≈ 3–4%, plus the step bias the run predicts),
+    and so lies within 20% (n = 256) / 15% (n = 1000) of d/2.
     """
     space = logistic_space(n, p)
     res = estimate_llc(space, config=LLCConfig(auto=True, batch_size=128, burn_in=300, draws=900))
     lam = (p + 1) / 2
+    print(f"logistic n={n} d={p + 1}: llc {res.llc.mean:.3f} ± {res.llc.stderr:.3f}", res.config)
     assert res.tuned and res.tuning is not None
-    assert abs(res.llc.mean - lam) < 0.15 * lam, (res.llc, res.notes)
+    assert abs(res.llc.mean - tempered) < 0.10 * tempered, (res.llc, res.notes)
+    assert abs(res.llc.mean - lam) < tol * lam, (res.llc, res.notes)
     # the old setting γ = 10 at the same n counts only part of the curvature
     old = estimate_llc(space, config=EXPERIMENT)
     assert old.llc.mean < 0.85 * lam
@@ -179,4 +188,6 @@ def test_deep_linear_with_tuned_settings(make_deep_linear):
         space = make_deep_linear(widths, rank, n=2000, sigma=1.0)
         res = estimate_llc(space, config=LLCConfig(auto=True, draws=1000))
         lam = deep_linear_lambda(widths, rank).value
+        print(f"deep linear {widths} r={rank}: llc {res.llc.mean:.3f} ± {res.llc.stderr:.3f}")
+        print(f"  exact {lam}, eps {res.config.step_size:.3g}, gamma {res.config.localization:.3g}")
         assert abs(res.llc.mean - lam) <= 0.15 * lam, (widths, res.llc, lam, res.config)
