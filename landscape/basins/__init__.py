@@ -23,6 +23,7 @@ from landscape.basins.jacobian_rank import (
     jacobian_rank,
 )
 from landscape.basins.llc import LLCConfig, LLCResult, estimate_llc
+from landscape.basins.llc_tuning import TuningReport, tune_llc
 from landscape.basins.nngp import EPResult, ep_log_orthant, nngp_kernel
 from landscape.basins.prior_function import (
     InitSampler,
@@ -59,6 +60,7 @@ __all__ = [
     "JacobianRank",
     "LLCConfig",
     "LLCResult",
+    "TuningReport",
     "LearningCoefficient",
     "Preconditioner",
     "PriorMassResult",
@@ -77,6 +79,7 @@ __all__ = [
     "ep_log_orthant",
     "estimate_llc",
     "functional_dimension",
+    "tune_llc",
     "hutchinson_diagonal",
     "jacobian_rank",
     "lempel_ziv_complexity",

@@ -315,7 +315,13 @@ def measure(
             task.advance()
         if "llc" in ms:
             t0 = time.perf_counter()
-            res["llc"] = estimate_llc(space, theta, cfg.llc, progress=progress)
+            res["llc"] = estimate_llc(
+                space,
+                theta,
+                cfg.llc,
+                hessian_eigenvalues=None if eig is None else eig.values,
+                progress=progress,
+            )
             clock("llc", t0)
             task.advance()
         if "mass" in ms:

@@ -177,9 +177,7 @@ def pac_bayes_sigma(
     if quantity not in QUANTITIES:
         raise ConfigError(f"unknown quantity {quantity!r}; use one of {', '.join(QUANTITIES)}.")
     if quantity == "error" and not space.bundle.loss.classification:
-        raise NotApplicable(
-            "quantity='error' needs a classification loss; use quantity='loss'."
-        )
+        raise NotApplicable("quantity='error' needs a classification loss; use quantity='loss'.")
     check_split(space, split)
     th = point(space, theta)
     q = loss_at if quantity == "loss" else error_at

@@ -319,9 +319,7 @@ class PointEvaluator:
             self.method = "loop" if self.device.type == "cpu" else "vmap"
         else:
             self.method = method
-        self._has_conv2d = any(
-            isinstance(m, nn.Conv2d) for m in space.bundle.module.modules()
-        )
+        self._has_conv2d = any(isinstance(m, nn.Conv2d) for m in space.bundle.module.modules())
         self.channels_last = self.device.type == "cuda"
         self.first: FirstLayer | None = None
         if first_layer and self.method in ("loop", "vmap"):

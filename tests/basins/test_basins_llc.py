@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -42,6 +43,38 @@ def test_divergence_is_flagged(make_bowl):
     res = estimate_llc(space, config=LLCConfig(step_size=0.5, draws=40, burn_in=10, chains=2))
     assert not res.stable
     assert res.diverged.all()
+    # every chain is dropped: no estimate, and the notes say why
+    assert res.dropped.all() and res.dropped_chains == 2
+    assert math.isnan(res.llc.mean) and res.llc.n == 0
+    assert not res.trustworthy and any("every chain was dropped" in t for t in res.notes)
+    assert res.to_dict()["llc"]["mean"] == "nan"
+
+
+def test_result_keys_and_diagnostics(make_bowl):
+    space, _ = make_bowl(n=1000)
+    res = estimate_llc(space, config=LLCConfig(sigma=0.3, draws=400, burn_in=100))
+    d = res.to_dict()
+    keys = {"llc", "stable", "beta", "n", "grad_norm", "per_chain", "diverged", "drift"}
+    keys |= {"config", "loss_at_minimum", "nll_scale", "mala_acceptance", "r_hat", "ess"}
+    keys |= {"dropped_chains", "localization_scale", "tuned", "trustworthy", "notes"}
+    assert keys <= set(d)
+    json.dumps(d)  # JSON-ready
+    assert 0.9 < res.mala_acceptance <= 1.0  # tiny steps on a 4-parameter bowl
+    assert 0.99 < res.r_hat < 1.1 and res.ess > 100
+    assert res.localization_scale == pytest.approx(10.0 * math.log(1000) / 1000)
+    assert d["dropped_chains"] == 0 and d["tuned"] is False and "tuning" not in d
+    # the eigenvalues of the loss Hessian (H/σ² in NLL units are far above h_γ)
+    assert res.curvature_below_localization != res.curvature_below_localization  # not given
+    with_eigs = estimate_llc(
+        space,
+        config=LLCConfig(sigma=0.3, draws=40, burn_in=10),
+        hessian_eigenvalues=np.array([4.0, 1.0, 0.25, 1.0]),
+    )
+    assert with_eigs.curvature_below_localization == 0.0
+    # the MALA check reuses the chain's own noise: turning it off leaves the draws alone
+    off = estimate_llc(space, config=LLCConfig(sigma=0.3, draws=400, burn_in=100, mala_every=0))
+    np.testing.assert_array_equal(off.loss_trace, res.loss_trace)
+    assert math.isnan(off.mala_acceptance)
 
 
 def test_bad_config(make_bowl):
@@ -52,6 +85,7 @@ def test_bad_config(make_bowl):
         LLCConfig(sigma=-1.0),
         LLCConfig(draws=2),
         LLCConfig(beta=0.0),
+        LLCConfig(mala_every=-1),
     ):
         with pytest.raises(ConfigError):
             estimate_llc(space, config=bad)
@@ -66,6 +100,8 @@ def test_calibration_on_deep_linear_networks(make_deep_linear):
         space = make_deep_linear(widths, rank, n=2000, sigma=1.0)
         res = estimate_llc(space)  # the defaults, fixed
         lam = deep_linear_lambda(widths, rank).value
+        print(f"deep linear {widths} r={rank}: llc {res.llc.mean:.3f} ± {res.llc.stderr:.3f}")
+        print(f"  exact {lam}, trustworthy {res.trustworthy}, notes {res.notes[2:]}")
         assert res.stable
         assert abs(res.llc.mean - lam) <= 0.15 * lam, (widths, rank, res.llc, lam)
         exact.append(lam)

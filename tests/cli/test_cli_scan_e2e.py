@@ -28,14 +28,32 @@ def _sha(p: Path) -> str:
 
 def test_scan_bundle_writes_exact_numbers(tmp_path: Path) -> None:
     model = build_seeded(mlp, 0, in_features=64, hidden=6, num_classes=10, activation="tanh")
-    ckpt = save(model, tmp_path / "m.pt", factory="landscape.experiments.models:mlp",
-                factory_kwargs={"in_features": 64, "hidden": 6, "activation": "tanh"},
-                data="digits")
+    ckpt = save(
+        model,
+        tmp_path / "m.pt",
+        factory="landscape.experiments.models:mlp",
+        factory_kwargs={"in_features": 64, "hidden": 6, "activation": "tanh"},
+        data="digits",
+    )
     before = _sha(ckpt)
     out = tmp_path / "run"
-    args = ["scan", str(ckpt), "--out", str(out), "--max-samples", "200", "--dtype", "float64",
-            "--exact", "--no-surface", "--no-metrics", "--no-figures", "--quiet",
-            "--trace-matvecs", "30"]
+    args = [
+        "scan",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--max-samples",
+        "200",
+        "--dtype",
+        "float64",
+        "--exact",
+        "--no-surface",
+        "--no-metrics",
+        "--no-figures",
+        "--quiet",
+        "--trace-matvecs",
+        "30",
+    ]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert _sha(ckpt) == before
@@ -54,8 +72,9 @@ def test_scan_bundle_writes_exact_numbers(tmp_path: Path) -> None:
     space = ParamSpace(ModelBundle.from_module(model, data, dtype=torch.float64))
     spec = exact_spectrum(space)
     np.testing.assert_allclose(top, spec[::-1][: len(top)], rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(h["bottom_eigenvalues"], spec[: len(h["bottom_eigenvalues"])],
-                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        h["bottom_eigenvalues"], spec[: len(h["bottom_eigenvalues"])], rtol=1e-6, atol=1e-8
+    )
     tr = h["trace"]
     assert abs(tr["mean"] - spec.sum()) <= 4 * tr["stderr"] + 1e-8
     assert h["exact_trace"] == __import__("pytest").approx(spec.sum(), rel=1e-10)

@@ -62,8 +62,16 @@ def test_factory_not_importable(sd_path: Path) -> None:
 
 
 def test_keys_do_not_match(sd_path: Path) -> None:
-    r = _invoke(["scan", str(sd_path), "--model", "landscape.experiments.models:digits_cnn",
-                 "--data", "digits"])
+    r = _invoke(
+        [
+            "scan",
+            str(sd_path),
+            "--model",
+            "landscape.experiments.models:digits_cnn",
+            "--data",
+            "digits",
+        ]
+    )
     _assert_one_line_error(r, "keys do not match", "missing")
 
 
@@ -77,24 +85,54 @@ def test_pickle_needs_trust(tmp_path: Path) -> None:
 def test_data_shape_does_not_fit(sd_path: Path, tmp_path: Path) -> None:
     d = tmp_path / "d.npz"
     np.savez(d, x=np.zeros((20, 7), np.float32), y=np.zeros(20, np.int64))
-    r = _invoke(["scan", str(sd_path), "--model", MLP, "--model-kwargs",
-                 '{"in_features": 64, "hidden": 8}', "--data", str(d)])
+    r = _invoke(
+        [
+            "scan",
+            str(sd_path),
+            "--model",
+            MLP,
+            "--model-kwargs",
+            '{"in_features": 64, "hidden": 8}',
+            "--data",
+            str(d),
+        ]
+    )
     _assert_one_line_error(r, "does not fit")
 
 
 def test_labels_out_of_range(sd_path: Path, tmp_path: Path) -> None:
     d = tmp_path / "d.npz"
     np.savez(d, x=np.zeros((20, 64), np.float32), y=np.full(20, 12, np.int64))
-    r = _invoke(["scan", str(sd_path), "--model", MLP, "--model-kwargs",
-                 '{"in_features": 64, "hidden": 8}', "--data", str(d)])
+    r = _invoke(
+        [
+            "scan",
+            str(sd_path),
+            "--model",
+            MLP,
+            "--model-kwargs",
+            '{"in_features": 64, "hidden": 8}',
+            "--data",
+            str(d),
+        ]
+    )
     _assert_one_line_error(r, "labels", "outputs")
 
 
 def test_empty_data(sd_path: Path, tmp_path: Path) -> None:
     d = tmp_path / "d.npz"
     np.savez(d, x=np.zeros((0, 64), np.float32), y=np.zeros(0, np.int64))
-    r = _invoke(["scan", str(sd_path), "--model", MLP, "--model-kwargs",
-                 '{"in_features": 64, "hidden": 8}', "--data", str(d)])
+    r = _invoke(
+        [
+            "scan",
+            str(sd_path),
+            "--model",
+            MLP,
+            "--model-kwargs",
+            '{"in_features": 64, "hidden": 8}',
+            "--data",
+            str(d),
+        ]
+    )
     _assert_one_line_error(r, "empty")
 
 
@@ -104,8 +142,18 @@ def test_nan_weights(tmp_path: Path) -> None:
         m[1].weight[0, 0] = float("nan")
     p = tmp_path / "nan.pt"
     torch.save(m.state_dict(), p)
-    r = _invoke(["scan", str(p), "--model", MLP, "--model-kwargs",
-                 '{"in_features": 64, "hidden": 8}', "--data", "digits"])
+    r = _invoke(
+        [
+            "scan",
+            str(p),
+            "--model",
+            MLP,
+            "--model-kwargs",
+            '{"in_features": 64, "hidden": 8}',
+            "--data",
+            "digits",
+        ]
+    )
     _assert_one_line_error(r, "NaN/Inf", "1.weight")
 
 
@@ -134,8 +182,9 @@ def test_out_not_a_run_is_left_alone(tmp_path: Path) -> None:
 
 
 def test_bad_model_kwargs(sd_path: Path) -> None:
-    r = _invoke(["scan", str(sd_path), "--model", MLP, "--model-kwargs", "{width: 3",
-                 "--data", "digits"])
+    r = _invoke(
+        ["scan", str(sd_path), "--model", MLP, "--model-kwargs", "{width: 3", "--data", "digits"]
+    )
     _assert_one_line_error(r, "JSON")
 
 
