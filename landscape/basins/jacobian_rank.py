@@ -733,7 +733,7 @@ def functional_dimension(
     if max_samples is not None:
         available = min(available, max_samples)
 
-    def inputs(i: int, j: int) -> torch.Tensor:
+    def take(i: int, j: int) -> torch.Tensor:
         parts, off = [], 0
         for p in pools:
             n = int(p.shape[0])
@@ -747,7 +747,7 @@ def functional_dimension(
         return x.to(device=space.device)
 
     with torch.no_grad():
-        out = f(th, inputs(0, 1))
+        out = f(th, take(0, 1))
     k = int(out[0].numel())
     centre = space.bundle.loss.name == "cross_entropy" and out.dim() >= 2 and out.shape[1] > 1
     k_eff = k - k // int(out.shape[1]) if centre else k
@@ -789,7 +789,7 @@ def functional_dimension(
         for size in sizes:
             while done < size:
                 hi = min(done + chunk, size)
-                x = inputs(done, hi)
+                x = take(done, hi)
                 jac = _chunk_jacobian(f, th, x, vstate).double()
                 if centre:
                     jac = jac.reshape(jac.shape[0], out.shape[1], -1, d)
