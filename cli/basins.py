@@ -89,7 +89,14 @@ def print_basins(summary: dict[str, Any], run_dir: Path) -> None:
     if "llc" in b:
         llc = b["llc"]
         notes = f"β = {_fmt(llc['beta'])}, n = {llc['n']}, ‖∇L‖ = {_fmt(llc.get('grad_norm'))}"
-        notes += "" if llc["stable"] else ", [yellow]unstable chains (see drift)[/yellow]"
+        notes += f", γ/(nβ) = {_fmt(llc.get('localization_scale'))}"
+        notes += f", R̂ {_fmt(llc.get('r_hat'))}, MALA {_fmt(llc.get('mala_acceptance'))}"
+        if llc.get("dropped_chains"):
+            notes += f", [yellow]{llc['dropped_chains']} unstable chains dropped[/yellow]"
+        if not llc.get("trustworthy", False):
+            why = [n for n in llc.get("notes", [])[1:] if ">" in n or "not" in n]
+            notes += ", [yellow]outside its calibrated regime"
+            notes += f": {why[0]}[/yellow]" if why else "[/yellow]"
         mean = llc["llc"]["mean"]
         if isinstance(mean, float) and mean < 0:
             notes += ", [yellow]negative: θ is not a local minimum[/yellow]"

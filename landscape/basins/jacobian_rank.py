@@ -44,7 +44,7 @@ from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
 from landscape.engine.params import ParamSpace
-from landscape.errors import ConfigError
+from landscape.errors import ConfigError, NotApplicable
 from landscape.progress import Progress, tracked
 from landscape.results import _json_float
 
@@ -690,7 +690,8 @@ def functional_dimension(
         The rank, its plateau curve, the deficit and the known symmetry dimension.
 
     Raises:
-        ConfigError: for a TorchScript model, ``d > GRAM_MAX_PARAMS`` or bad arguments.
+        NotApplicable: for ``d > GRAM_MAX_PARAMS`` (a pipeline skips the measure).
+        ConfigError: for a TorchScript model or bad arguments.
 
     Example:
         >>> from torch import nn
@@ -716,7 +717,7 @@ def functional_dimension(
             raise ConfigError(f"{name} must be positive, got {val}.")
     d = space.dim
     if d > GRAM_MAX_PARAMS:
-        raise ConfigError(
+        raise NotApplicable(
             f"the model has {d} parameters; the dense {d}×{d} Gram matrix allows at most"
             f" {GRAM_MAX_PARAMS}; restrict the analysis to a smaller model."
         )

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from landscape.basins._batched import loss_many, outputs_many
 from landscape.basins.volume import IDENTITY, Preconditioner, log_unit_ball_volume, search_radii
 from landscape.engine.params import ParamSpace
-from landscape.errors import ConfigError
+from landscape.errors import ConfigError, NotApplicable
 from landscape.progress import Progress
 from landscape.results import _json_float
 
@@ -331,9 +331,9 @@ class _OutputKL:
     ) -> None:
         name = space.bundle.loss.name
         if name not in ("cross_entropy", "mse"):
-            raise ConfigError(
+            raise NotApplicable(
                 f"the output KL is defined for cross_entropy and mse losses, not {name!r};"
-                " use definition='loss'."
+                " use --basin loss (definition='loss')."
             )
         self.space, self.kind, self.scale, self.group = space, name, scale, group
         bs = max(1, int(space.bundle.data.batch_size))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ from landscape.basins.volume import (
     hutchinson_diagonal,
 )
 from landscape.engine import CurvatureOperator, ParamSpace
-from landscape.errors import ConfigError
+from landscape.errors import ConfigError, NotApplicable
 from landscape.hessian import hutchpp_trace, top_eigenpairs
 from landscape.io.model_bundle import ModelBundle
 from landscape.io.rundir import RunDir, versions
@@ -291,6 +292,15 @@ def measure(
     def clock(name: str, t0: float) -> None:
         timing[name] = timing.get(name, 0.0) + time.perf_counter() - t0
 
+    def attempt(name: str, fn: Callable[[], Any]) -> None:
+        """Run one measure; one that does not apply to the model is skipped with its reason."""
+        t0 = time.perf_counter()
+        try:
+            res[name] = fn()
+        except NotApplicable as exc:
+            res["skipped"][name] = str(exc)
+        clock(name, t0)
+
     with tracked(progress, "basin measures", len(ms)) as task:
         if need_eig or "volume" in ms:
             op = CurvatureOperator(space, theta)
@@ -314,31 +324,33 @@ def measure(
             clock("curvature", t0)
             task.advance()
         if "llc" in ms:
-            t0 = time.perf_counter()
-            res["llc"] = estimate_llc(
-                space,
-                theta,
-                cfg.llc,
-                hessian_eigenvalues=None if eig is None else eig.values,
-                progress=progress,
+            attempt(
+                "llc",
+                lambda: estimate_llc(
+                    space,
+                    theta,
+                    cfg.llc,
+                    hessian_eigenvalues=None if eig is None else eig.values,
+                    progress=progress,
+                ),
             )
-            clock("llc", t0)
             task.advance()
         if "mass" in ms:
-            t0 = time.perf_counter()
             pre = eigen_preconditioner(eig) if cfg.mass_preconditioner == "eigen" else None  # type: ignore[arg-type]
-            res["mass"] = basin_prior_mass(
-                space,
-                theta,
-                definition=cfg.mass_definition,
-                cutoff=cfg.mass_cutoff,
-                num_rays=cfg.mass_rays,
-                prior=cfg.mass_prior,
-                preconditioner=pre,
-                seed=cfg.seed,
-                progress=progress,
+            attempt(
+                "mass",
+                lambda: basin_prior_mass(
+                    space,
+                    theta,
+                    definition=cfg.mass_definition,
+                    cutoff=cfg.mass_cutoff,
+                    num_rays=cfg.mass_rays,
+                    prior=cfg.mass_prior,
+                    preconditioner=pre,
+                    seed=cfg.seed,
+                    progress=progress,
+                ),
             )
-            clock("mass", t0)
             task.advance()
         if "volume" in ms:
             t0 = time.perf_counter()
@@ -368,36 +380,37 @@ def measure(
                 )
                 task.advance()
         if "jacobian" in ms and not space.scripted:
-            t0 = time.perf_counter()
-            res["jacobian"] = functional_dimension(
-                space,
-                theta,
-                max_samples=cfg.jacobian_samples,
-                rtol=cfg.jacobian_rtol,
-                inputs=jacobian_inputs,
-                progress=progress,
+            attempt(
+                "jacobian",
+                lambda: functional_dimension(
+                    space,
+                    theta,
+                    max_samples=cfg.jacobian_samples,
+                    rtol=cfg.jacobian_rtol,
+                    inputs=jacobian_inputs,
+                    progress=progress,
+                ),
             )
-            clock("jacobian", t0)
             task.advance()
         if "prior" in ms and not space.scripted:
-            t0 = time.perf_counter()
             x = space.bundle.data.x_train[: cfg.prior_inputs]
-            res["prior"] = prior_probability(
-                space,
-                theta,
-                inputs=x,
-                num_samples=cfg.prior_samples,
-                seed=cfg.seed,
-                progress=progress,
+            attempt(
+                "prior",
+                lambda: prior_probability(
+                    space,
+                    theta,
+                    inputs=x,
+                    num_samples=cfg.prior_samples,
+                    seed=cfg.seed,
+                    progress=progress,
+                ),
             )
-            clock("prior", t0)
             task.advance()
         if "compress" in ms:
-            t0 = time.perf_counter()
-            res["compress"] = compressibility(
-                space, theta, delta=cfg.compress_delta, progress=progress
+            attempt(
+                "compress",
+                lambda: compressibility(space, theta, delta=cfg.compress_delta, progress=progress),
             )
-            clock("compress", t0)
             task.advance()
     if op is not None:
         op.release()

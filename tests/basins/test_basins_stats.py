@@ -49,7 +49,9 @@ def test_label_noise_and_config():
     assert torch.equal(noisy_labels(y, 0.0, 10, seed=3), y)
     default = load_config("default")
     assert default.label_noise == (0.0, 0.25, 0.5, 0.75, 1.0)
-    assert len(default.widths) >= 3 and default.seeds >= 10
+    assert len(default.widths) >= 2 and default.label_draws >= 2
+    assert default.arms == ("to_loss", "matched_steps") and default.canonicalize
+    assert default.basins.llc.auto  # the default preset tunes the SGLD per network
     assert set(default.datasets) == {"digits", "mnist1d"}
     assert load_config("gpu").seeds >= 50
     with pytest.raises(ConfigError):
@@ -58,6 +60,12 @@ def test_label_noise_and_config():
         CompressionConfig.from_dict({"label_noise": [1.5]})
     with pytest.raises(ConfigError):
         load_config("fast")
+    with pytest.raises(ConfigError, match="seeds_per_label_draw"):
+        CompressionConfig.from_dict({"seeds": 5, "seeds_per_label_draw": 2})
+    with pytest.raises(ConfigError, match="arms"):
+        CompressionConfig.from_dict({"arms": ["to_loss", "longer"]})
+    with pytest.raises(ConfigError, match="basins.measures"):
+        CompressionConfig.from_dict({"basins": {"measures": ["llc"]}})
 
 
 def test_config_file(tmp_path):

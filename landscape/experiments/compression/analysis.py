@@ -408,6 +408,7 @@ def _verdict(
     dataset: str,
     tests: Sequence[CorrelationTest],
     control: dict[str, ControlEffect],
+    records: Sequence[RunRecord],
 ) -> Verdict:
     primary_arm = "to_loss" if "to_loss" in config.arms else config.arms[0]
 
@@ -430,12 +431,17 @@ def _verdict(
     alpha = config.alpha
     pred = "rise" if spec.sign > 0 else "fall"
     reasons: list[str] = []
+    mine = [r for r in records if r.spec.dataset == dataset]
+    why = [w for r in mine if (w := r.measures.unreliable(spec.name)) is not None]
     if noise is None or not np.isfinite(noise.rho):
         word = "inconclusive"
         reasons.append("no variation to test (undefined, saturated or constant within widths)")
     elif not noise.significant(alpha):
         word = "inconclusive"
         reasons.append(f"not significant (Holm p = {noise.p_holm:.3g} ≥ {alpha:g})")
+    elif mine and 2 * len(why) > len(mine):
+        word = "inconclusive"
+        reasons.append(f"{why[0]} in {len(why)} of {len(mine)} networks")
     else:
         along = int(np.sign(noise.rho)) == spec.sign
         eff = control.get(spec.name)
@@ -534,7 +540,7 @@ def analyze(
     control = control_effects(config, entering)
     ctl = {c.measure: c for c in control}
     verdicts = tuple(
-        _verdict(config, spec, ds, tests, ctl)
+        _verdict(config, spec, ds, tests, ctl, entering)
         for ds in config.datasets
         for spec in MEASURE_SPECS + CELL_SPECS
     )
@@ -550,6 +556,18 @@ def analyze(
         notes.append(
             "the functional dimension was capped by the number of inputs in some networks;"
             " those values are left out"
+        )
+    for spec in MEASURE_SPECS:
+        bad = [r for r in entering if r.measures.unreliable(spec.name)]
+        if bad and np.isfinite([r.measures.value(spec.name) for r in entering]).any():
+            notes.append(
+                f"{spec.name}: {bad[0].measures.unreliable(spec.name)} in {len(bad)} of"
+                f" {len(entering)} networks"
+            )
+    if entering and not any(r.measures.rank_plateau for r in entering):
+        notes.append(
+            "functional_rank: the rank had not stopped growing when the inputs ran out, so it"
+            " is the rank on the dataset's inputs, a lower bound on the plateau"
         )
     if config.seeds_per_label_draw < 2:
         notes.append("one network per label draw: basins were not counted")

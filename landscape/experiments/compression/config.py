@@ -73,9 +73,10 @@ class CompressionConfig:
             ReLU-rescaling orbit (measures that are not invariant then become invariant).
         control: also measure a function-preserving rescaled copy of each network.
         control_factor: first layer × factor, second layer × 1/factor.
-        control_measures: which measures to repeat on the control (the functional
-            dimension is invariant by construction and costly, so it is not repeated by
-            default).
+        control_measures: which measures to repeat on the control. The functional
+            dimension is invariant by construction and the tuned LLC costly, so neither is
+            repeated by default; the record's ``control_canonical_diff`` shows that both
+            copies are measured at the same point.
         control_tol: relative change under the control above which a measure counts as
             moved by it.
         function_tol: largest relative output change the control may cause (larger is an
@@ -110,7 +111,7 @@ class CompressionConfig:
     canonicalize: bool = True
     control: bool = True
     control_factor: float = 4.0
-    control_measures: tuple[str, ...] = ("llc", "mass", "compress", "curvature")
+    control_measures: tuple[str, ...] = ("mass", "compress", "curvature")
     control_tol: float = 1e-3
     function_tol: float = 1e-4
     negative_control: bool = False

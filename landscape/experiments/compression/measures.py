@@ -89,10 +89,13 @@ class BasinMeasures:
         log_prior_mass: natural log of the basin's prior mass.
         prior_mass_ess: effective number of rays carrying that estimate.
         prior_mass_flat_rays: rays along which the basin never ends.
+        prior_mass_dominated: the estimate is carried by very few rays (ESS < 5 or one ray
+            holding most of it), so it is a lower-bound-like value with no real interval.
         functional_rank: Jacobian rank at the plateau (NaN when capped by the inputs).
         excess_deficit: deficit beyond the known symmetries (NaN when unknown or capped).
         effective_rank: Roy–Vetterli effective rank of the Jacobian.
         rank_saturated: the rank was capped by the number of inputs.
+        rank_plateau: the rank stopped growing with more inputs.
         prunable_fraction, quant_bits, description_bits: compressibility.
         lambda_max, trace, trace_stderr: curvature.
     """
@@ -103,10 +106,12 @@ class BasinMeasures:
     log_prior_mass: float = math.nan
     prior_mass_ess: float = math.nan
     prior_mass_flat_rays: float = math.nan
+    prior_mass_dominated: bool = False
     functional_rank: float = math.nan
     excess_deficit: float = math.nan
     effective_rank: float = math.nan
     rank_saturated: bool = False
+    rank_plateau: bool = False
     prunable_fraction: float = math.nan
     quant_bits: float = math.nan
     description_bits: float = math.nan
@@ -129,6 +134,7 @@ class BasinMeasures:
                 log_prior_mass=ms.mass.log_mass,
                 prior_mass_ess=ms.mass.ess,
                 prior_mass_flat_rays=ms.mass.flat_rays,
+                prior_mass_dominated=bool(ms.mass.dominated),
             )
         if ms.jacobian is not None:
             j = ms.jacobian
@@ -140,6 +146,7 @@ class BasinMeasures:
                 ),
                 effective_rank=j.effective_rank,
                 rank_saturated=capped,
+                rank_plateau=bool(j.plateau),
             )
         if ms.compress is not None:
             c = ms.compress
@@ -155,6 +162,14 @@ class BasinMeasures:
                 trace_stderr=ms.curvature.trace.stderr,
             )
         return cls(**kw)
+
+    def unreliable(self, name: str) -> str | None:
+        """Why the value of measure ``name`` cannot mean what its name says, if it cannot."""
+        if name == "llc" and not self.llc_trustworthy:
+            return "λ̂ outside its calibrated regime"
+        if name == "log_prior_mass" and self.prior_mass_dominated:
+            return "prior mass carried by fewer than 5 effective rays"
+        return None
 
     def value(self, name: str) -> float:
         """The value of measure ``name`` as a float."""

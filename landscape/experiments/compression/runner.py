@@ -151,6 +151,9 @@ class RunRecord:
         measures: the basin measures (at the canonical representative).
         control: the same measures on the rescaled copy (``None`` without a control).
         control_function_diff: largest relative output change of the rescaled copy.
+        control_canonical_diff: ``‖canon(θ_control) − canon(θ)‖ / ‖canon(θ)‖``: how far
+            apart the two are where they are measured (0 up to the balancing tolerance
+            means every canonicalized measure is invariant, repeated or not).
         seconds, train_seconds: wall time.
         details: every measure's full output (JSON-ready).
     """
@@ -172,6 +175,7 @@ class RunRecord:
     measures: BasinMeasures
     control: BasinMeasures | None
     control_function_diff: float
+    control_canonical_diff: float
     seconds: float
     train_seconds: float
     details: dict[str, Any]
@@ -227,6 +231,7 @@ class RunRecord:
         if self.control is not None:
             row.update({f"control_{k}": v for k, v in self.control.to_dict().items()})
             row["control_function_diff"] = self.control_function_diff
+            row["control_canonical_diff"] = self.control_canonical_diff
         row["seconds"] = self.seconds
         return {k: (_json_float(v) if isinstance(v, float) else v) for k, v in row.items()}
 
@@ -337,7 +342,7 @@ def _run_one(
     ms = measure(space, theta_m, bcfg, jacobian_inputs=pool, progress=progress)
     details: dict[str, Any] = {"measures": ms.to_dict()}
     control = None
-    diff = math.nan
+    diff = cdiff = math.nan
     if config.control:
         theta_c = rescale_layer_pair(space, theta, 0, config.control_factor)
         diff = check_same_function(space, theta, theta_c, samples=256)
@@ -347,6 +352,7 @@ def _run_one(
                 f" (> function_tol {config.function_tol:g}); it is not function-preserving."
             )
         theta_cm = canonicalize(space, theta_c) if config.canonicalize else theta_c
+        cdiff = float((theta_cm - theta_m).norm() / theta_m.norm())
         cms = measure(
             space,
             theta_cm,
@@ -374,6 +380,7 @@ def _run_one(
         measures=BasinMeasures.from_set(ms),
         control=control,
         control_function_diff=float(diff),
+        control_canonical_diff=cdiff,
         seconds=round(time.perf_counter() - t0, 3),
         train_seconds=round(t_train, 3),
         details=details,
