@@ -33,6 +33,7 @@ from landscape.engine import CurvatureOperator, ParamSpace
 from landscape.errors import ConfigError, NotApplicable
 from landscape.hessian import hutchpp_trace, top_eigenpairs
 from landscape.io.model_bundle import ModelBundle
+from landscape.io.presets import checked_settings
 from landscape.io.rundir import RunDir, versions
 from landscape.progress import Progress, tracked
 from landscape.results import Estimate, _json_float
@@ -103,17 +104,9 @@ class BasinsConfig:
             >>> BasinsConfig.from_dict({"measures": ["llc"], "llc": {"chains": 2}}).llc.chains
             2
         """
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown basins settings {', '.join(unknown)}; remove them.")
-        kw = dict(data)
+        kw = checked_settings(cls, data, "basins")
         if "llc" in kw:
-            llc_names = {f.name for f in dataclasses.fields(LLCConfig)}
-            bad = sorted(set(kw["llc"]) - llc_names)
-            if bad:
-                raise ConfigError(f"unknown llc settings {', '.join(bad)}; remove them.")
-            kw["llc"] = LLCConfig(**kw["llc"])
+            kw["llc"] = LLCConfig(**checked_settings(LLCConfig, kw["llc"], "llc"))
         for key in ("measures", "volume_preconditioners"):
             if key in kw:
                 kw[key] = tuple(kw[key])

@@ -30,7 +30,6 @@ a rerun with ``resume`` skips them), ``prior_functions.csv``, ``sgd_functions.cs
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -45,7 +44,7 @@ from landscape.basins.nngp import ep_log_orthant, nngp_kernel
 from landscape.basins.prior_function import InitSampler, iter_function_chunks, lempel_ziv_complexity
 from landscape.errors import ConfigError
 from landscape.experiments.models import mlp
-from landscape.io.presets import load_preset
+from landscape.io.presets import checked_settings, load_preset
 from landscape.io.rundir import RunDir, atomic_write, versions
 from landscape.progress import Progress, tracked
 from landscape.stats import stratified_spearman
@@ -101,11 +100,7 @@ class BooleanConfig:
             >>> BooleanConfig.from_dict({"sgd_runs": 10, "hidden": [8]}).hidden
             (8,)
         """
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown boolean settings {', '.join(unknown)}; remove them.")
-        kw = dict(data)
+        kw = checked_settings(cls, data, "boolean")
         if "hidden" in kw:
             h = kw["hidden"]
             kw["hidden"] = (int(h),) if isinstance(h, int) else tuple(int(v) for v in h)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -48,3 +50,24 @@ def load_preset(name_or_path: str, section: str | None = None) -> dict[str, Any]
             raise ConfigError(f"preset {name_or_path} has no [{section}] table; add one.")
         data = data[section]
     return data
+
+
+def checked_settings(cls: type, data: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """A copy of ``data`` after checking that every key is a field of dataclass ``cls``.
+
+    Raises:
+        ConfigError: naming the unknown keys and the table (``what``) they were found in.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class C:
+        ...     a: int = 1
+        >>> checked_settings(C, {"a": 2}, "c")
+        {'a': 2}
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown {what} settings {', '.join(unknown)}; remove them.")
+    return dict(data)

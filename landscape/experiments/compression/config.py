@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ import torch
 
 from landscape.errors import ConfigError
 from landscape.experiments.basins_run import MEASURES, BasinsConfig
-from landscape.io.presets import load_preset
+from landscape.io.presets import checked_settings, load_preset
 
 PRESETS = {"default": "compression", "quick": "compression_quick", "gpu": "compression_gpu"}
 
@@ -132,17 +131,9 @@ class CompressionConfig:
             >>> CompressionConfig.from_dict({"seeds": 2, "train": {"lr": 0.1}}).train.lr
             0.1
         """
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown compression settings {', '.join(unknown)}; remove them.")
-        kw = dict(data)
+        kw = checked_settings(cls, data, "compression")
         if "train" in kw:
-            tnames = {f.name for f in dataclasses.fields(TrainSettings)}
-            bad = sorted(set(kw["train"]) - tnames)
-            if bad:
-                raise ConfigError(f"unknown train settings {', '.join(bad)}; remove them.")
-            kw["train"] = TrainSettings(**kw["train"])
+            kw["train"] = TrainSettings(**checked_settings(TrainSettings, kw["train"], "train"))
         if "basins" in kw:
             kw["basins"] = BasinsConfig.from_dict(kw["basins"])
         for key in ("datasets", "label_noise", "widths", "control_measures", "arms"):
