@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from landscape.cli.app import app
@@ -15,7 +16,9 @@ from landscape.experiments.compression import (
     MEASURE_SPECS,
     CompressionConfig,
     RunRecord,
+    label_seed,
     load_config,
+    noisy_labels,
     run_compression,
     run_one,
     run_specs,
@@ -57,9 +60,12 @@ def test_quick_experiment(tmp_path: Path) -> None:
     matched = [r for r in records if r.spec.arm == "matched_steps"]
     assert {r.steps for r in matched} == {cfg.train.matched_steps}
     # labels are drawn per label draw, not once per noise level
-    noisy = [r for r in records if r.spec.noise == 1.0 and r.spec.arm == "to_loss"]
-    fractions = {r.spec.label_draw: r.clean_label_fraction for r in noisy}
-    assert len(set(fractions.values())) == len(fractions) == cfg.label_draws
+    noisy = [r.spec for r in records if r.spec.noise == 1.0 and r.spec.arm == "to_loss"]
+    y = torch.zeros(cfg.n_train, dtype=torch.long)
+    draws = {s.label_draw: noisy_labels(y, 1.0, 10, label_seed(cfg, s)) for s in noisy}
+    assert len(draws) == cfg.label_draws >= 2
+    assert not torch.equal(draws[0], draws[1])
+    assert label_seed(cfg, noisy[0]) == label_seed(cfg, noisy[1])  # two seeds share a draw
 
     # every network: control keeps the function, canonical measures do not move under it
     for rec in records:
@@ -132,8 +138,8 @@ def _negative_config(canonicalize: bool) -> CompressionConfig:
         arms=("to_loss",),
         canonicalize=canonicalize,
         counting=False,
-        control_measures=("curvature", "jacobian"),
-        basins=dataclasses.replace(base.basins, measures=("curvature", "jacobian")),
+        control_measures=("curvature",),
+        basins=dataclasses.replace(base.basins, measures=("curvature",)),
         train=dataclasses.replace(base.train, max_epochs=300),
     )
 
@@ -156,4 +162,4 @@ def test_negative_control_never_supports(tmp_path: Path) -> None:
     assert lam_raw.verdict in ("confounded", "inconclusive"), lam_raw.text
     assert all(v.verdict != "supports" for v in raw.verdicts)
     moved = {c.measure for c in raw.control if not c.invariant}
-    assert "lambda_max" in moved and "functional_rank" not in moved
+    assert "lambda_max" in moved
