@@ -69,6 +69,9 @@ class BasinsConfig:
             (``None``: every training and test input); it grows the inputs until the rank
             plateaus.
         jacobian_rtol: relative threshold (``None``: the eps-based default).
+        jacobian_max_params: largest model whose functional dimension is computed (its
+            dense Gram matrix costs ``8·d²`` bytes and ``d²·N·k`` operations); larger models
+            skip the measure with that reason.
         prior_samples: initializations sampled for the prior probability ``P(f)``.
         prior_inputs: inputs on which the learned function is compared.
         compress_delta: loss budget for pruning and quantization.
@@ -90,6 +93,7 @@ class BasinsConfig:
     diag_probes: int = 16
     jacobian_samples: int | None = 2048
     jacobian_rtol: float | None = None
+    jacobian_max_params: int = 6000
     prior_samples: int = 100_000
     prior_inputs: int = 32
     compress_delta: float = 0.05
@@ -372,7 +376,14 @@ def measure(
                     "TorchScript models do not support torch.func; give a state_dict and --model"
                 )
                 task.advance()
-        if "jacobian" in ms and not space.scripted:
+        if "jacobian" in ms and not space.scripted and space.dim > cfg.jacobian_max_params:
+            res["skipped"]["jacobian"] = (
+                f"the model has {space.dim} parameters, more than jacobian_max_params ="
+                f" {cfg.jacobian_max_params} (the Gram matrix costs 8·d² bytes); raise it in"
+                " --config to compute the functional dimension"
+            )
+            task.advance()
+        elif "jacobian" in ms and not space.scripted:
             attempt(
                 "jacobian",
                 lambda: functional_dimension(
