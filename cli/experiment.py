@@ -51,7 +51,13 @@ def print_verdict(summary: CompressionSummary, run_dir: Path) -> None:
     )
     cols = ("dataset", "measure", "ρ noise", "Holm p", "ρ partial", "ρ matched", "verdict")
     for col in cols:
-        t.add_column(col, justify="left" if col in ("dataset", "measure", "verdict") else "right")
+        t.add_column(
+            col,
+            justify="left" if col in ("dataset", "measure", "verdict") else "right",
+            no_wrap=col == "verdict",
+            min_width=12 if col == "verdict" else None,
+            overflow="fold",
+        )
     for v in summary.verdicts:
         c = colors.get(v.verdict, "white")
         t.add_row(

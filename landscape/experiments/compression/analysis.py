@@ -9,9 +9,9 @@ so the tests use the label draw as their unit: the mean over its networks.
 * ``partial``: the same, controlling for log optimizer steps and the parameter norm
   (Kennedy's permutation of residuals) — random-label networks train longer and grow
   larger, and a measure that only tracks those is not evidence for the claim;
-* ``gap_within_noise``: ρ with the generalization gap *within* each noise level (so it
-  does not restate the noise), i.e. whether the measure tracks generalization beyond what
-  label noise explains.
+* ``gap_within_noise``: ρ with the generalization gap *within* each noise level and width
+  (so it does not restate the noise), with networks as units, i.e. whether the measure
+  tracks generalization beyond what label noise explains.
 
 Permutation p-values (``1/(1+permutations)`` is their floor) are Holm-corrected over every
 test of the experiment.
@@ -300,13 +300,18 @@ def _record_value(r: RunRecord, name: str) -> float:
 
 
 def _units(
-    records: Sequence[RunRecord], groups: Sequence[GroupCount], names: Sequence[str]
+    records: Sequence[RunRecord],
+    groups: Sequence[GroupCount],
+    names: Sequence[str],
+    *,
+    per_network: bool = False,
 ) -> list[_Unit]:
-    """Mean of every value over the networks of each label draw."""
-    by: dict[tuple[str, str, float, int, int], list[RunRecord]] = {}
+    """Mean of every value over the networks of each label draw (or each network alone)."""
+    by: dict[tuple[str, str, float, int, int, int], list[RunRecord]] = {}
     for r in records:
         s = r.spec
-        by.setdefault((s.dataset, s.arm, s.noise, s.width, s.label_draw), []).append(r)
+        sub = s.seed_index if per_network else 0
+        by.setdefault((s.dataset, s.arm, s.noise, s.width, s.label_draw, sub), []).append(r)
     counts = {(g.dataset, g.arm, g.noise, g.width, g.label_draw): g for g in groups}
     units = []
     for key, rs in sorted(by.items()):
@@ -314,7 +319,7 @@ def _units(
         for n in names:
             v = np.array([_record_value(r, n) for r in rs], dtype=float)
             vals[n] = float(np.mean(v[np.isfinite(v)])) if np.isfinite(v).any() else math.nan
-        g = counts.get(key)
+        g = counts.get(key[:5])
         vals["num_basins"] = float(g.num_basins) if g else math.nan
         vals["mean_barrier"] = float(g.mean_barrier) if g else math.nan
         units.append(_Unit(key[0], key[1], key[2], key[3], vals))
@@ -356,20 +361,26 @@ def _noise_test(
             ds, arm, name, "partial", "label noise | log steps, ‖θ‖", sign, prho, pp, pn, floor
         )
     )
-    if config.negative_control:
-        return out
-    gap = np.array([u.values["generalization_gap"] for u in us])
-    gstrata = [f"{u.width}:{u.noise}" for u in us]
-    grho, gp, gn = stratified_spearman(
-        gap, y, gstrata, permutations=config.permutations, seed=seed + 2
-    )
-    out.append(
-        CorrelationTest(
-            ds, arm, name, "gap_within_noise", "generalization gap within noise level", sign,
-            grho, gp, gn, floor,
-        )
-    )  # fmt: skip
     return out
+
+
+def _gap_test(config: CompressionConfig, nets: list[_Unit], spec: MeasureSpec) -> CorrelationTest:
+    """ρ of a measure with the generalization gap within each (width, noise) stratum.
+
+    Networks are the units here: within a stratum the noise is fixed, so the test asks
+    whether the measure tracks generalization beyond what the label noise explains.
+    """
+    y = np.array([u.values.get(spec.name, math.nan) for u in nets])
+    gap = np.array([u.values["generalization_gap"] for u in nets])
+    strata = [f"{u.width}:{u.noise}" for u in nets]
+    rho, p, n = stratified_spearman(
+        gap, y, strata, permutations=config.permutations, seed=config.seed + 2
+    )
+    return CorrelationTest(
+        nets[0].dataset, nets[0].arm, spec.name, "gap_within_noise",
+        "generalization gap within noise level", spec.sign, rho, p, n,
+        1.0 / (1 + config.permutations),
+    )  # fmt: skip
 
 
 def control_effects(
@@ -450,9 +461,10 @@ def _verdict(
                 "the function-preserving rescaling moves it (median"
                 f" {100 * eff.median_relative_change:+.1f}%)"
             )
-        if partial is None or not partial.significant(alpha):
+        has_partial = spec.source != "counting"  # cell measures have no per-network covariates
+        if has_partial and (partial is None or not partial.significant(alpha)):
             reasons.append("not significant once log steps and ‖θ‖ are controlled for")
-        elif np.sign(partial.rho) != np.sign(noise.rho):
+        elif has_partial and np.sign(partial.rho) != np.sign(noise.rho):  # type: ignore[union-attr]
             reasons.append("the partial correlation has the opposite sign")
         if (
             matched is not None
@@ -522,6 +534,7 @@ def analyze(
             )
         )  # fmt: skip
     units = _units(entering, groups, names)
+    nets = _units(entering, groups, names, per_network=True)
     tests: list[CorrelationTest] = []
     null_tests: list[CorrelationTest] = []
     for ds in config.datasets:
@@ -531,6 +544,9 @@ def analyze(
                 continue
             for spec in MEASURE_SPECS + CELL_SPECS:
                 tests += _noise_test(config, us, spec, spec.sign)
+            ns = [u for u in nets if u.dataset == ds and u.arm == arm]
+            if not config.negative_control:
+                tests += [_gap_test(config, ns, spec) for spec in MEASURE_SPECS]
             for nm in NULL_MEASURES:
                 null_tests += _noise_test(config, us, nm, 0)[:1]
     adj = holm([t.p for t in tests])
