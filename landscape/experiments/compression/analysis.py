@@ -40,7 +40,6 @@ from landscape.experiments.compression.measures import (
     CELL_SPECS,
     MEASURE_SPECS,
     NULL_MEASURES,
-    BasinMeasures,
     MeasureSpec,
 )
 from landscape.results import _json_float
@@ -289,16 +288,6 @@ class _Unit:
     values: dict[str, float]
 
 
-def _record_value(r: RunRecord, name: str) -> float:
-    if name in BasinMeasures.__dataclass_fields__:
-        return r.measures.value(name)
-    if name == "generalization_gap":
-        return r.generalization_gap
-    if name == "log_steps":
-        return r.log_steps
-    return float(getattr(r, name))
-
-
 def _units(
     records: Sequence[RunRecord],
     groups: Sequence[GroupCount],
@@ -317,7 +306,7 @@ def _units(
     for key, rs in sorted(by.items()):
         vals = {}
         for n in names:
-            v = np.array([_record_value(r, n) for r in rs], dtype=float)
+            v = np.array([r.value(n) for r in rs], dtype=float)
             vals[n] = float(np.mean(v[np.isfinite(v)])) if np.isfinite(v).any() else math.nan
         g = counts.get(key[:5])
         vals["num_basins"] = float(g.num_basins) if g else math.nan
@@ -521,7 +510,7 @@ def analyze(
         )
         vals = {
             n: bootstrap_mean_ci(
-                [_record_value(r, n) for r in members], resamples=config.bootstrap, seed=config.seed
+                [r.value(n) for r in members], resamples=config.bootstrap, seed=config.seed
             )
             for n in names
         }

@@ -197,7 +197,7 @@ class RunRecord:
 
     def value(self, name: str) -> float:
         """A measure, a null measure or a training quantity by name."""
-        if hasattr(BasinMeasures, name) and name in BasinMeasures.__dataclass_fields__:
+        if name in BasinMeasures.__dataclass_fields__:
             return self.measures.value(name)
         if name == "noise":
             return self.spec.noise
