@@ -182,13 +182,9 @@ def scan_checkpoint(
     finally:
         ctx.shutdown()
     if figures and ctx.is_main:
-        try:
-            import landscape.viz as viz
-        except ImportError:  # pragma: no cover - viz ships with the package
-            viz = None  # type: ignore[assignment]
-        scan_figures = getattr(viz, "scan_figures", None) if viz else None
-        if scan_figures is not None:
-            scan_figures(run.path)
+        from landscape.viz import scan_figures
+
+        scan_figures(run.path)
     return run.path, summary
 
 

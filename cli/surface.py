@@ -236,15 +236,9 @@ def surface(
                 seed=seed,
             )
         elif kind == "eigen":
-            from landscape import hessian
+            from landscape.hessian import top_eigenpairs
 
-            solver = getattr(hessian, "top_eigenpairs", None)
-            if solver is None:
-                raise ConfigError(
-                    "--directions eigen needs landscape.hessian.top_eigenpairs, which this"
-                    " installation lacks; use --directions filter."
-                )
-            dirs = eigen_directions(space, solver, dims, seed=seed, progress=progress)
+            dirs = eigen_directions(space, top_eigenpairs, dims, seed=seed, progress=progress)
         else:
             vecs = load_checkpoints(
                 space, paths, model=model, model_kwargs=_kwargs(model_kwargs), trust=trust
@@ -334,12 +328,7 @@ def _kwargs(text: str | None) -> dict[str, Any]:
 
 
 def _render(run_dir: Path) -> list[Path]:
-    """Figures and VTK files when ``landscape.viz`` provides them."""
-    from landscape import viz
+    """The surface's figures and VTK files."""
+    from landscape.viz import surface_figures, write_vtk
 
-    written: list[Path] = []
-    if hasattr(viz, "surface_figures"):
-        written += list(viz.surface_figures(run_dir))
-    if hasattr(viz, "write_vtk"):
-        written += list(viz.write_vtk(run_dir))
-    return written
+    return [*surface_figures(run_dir), *write_vtk(run_dir)]
