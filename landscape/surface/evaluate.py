@@ -46,10 +46,11 @@ from landscape.errors import ConfigError, RunDirError
 from landscape.io.rundir import atomic_write
 from landscape.progress import Progress, tracked
 from landscape.surface.directions import Directions
+from landscape.surface.fused import FusedPlan, build_fused
 from landscape.surface.grid import GridSpec
 from landscape.surface.result import Surface, relative_error
 
-METHODS = ("auto", "loop", "vmap")
+METHODS = ("auto", "loop", "vmap", "fused")
 _PREFIX_TYPES = (nn.Flatten, nn.Identity, nn.Unflatten)
 _FIRST_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 DATA_CACHE_BYTES = 1 << 30
@@ -311,16 +312,34 @@ class PointEvaluator:
         for s in self.splits:
             if self.n[s] == 0:
                 raise ConfigError(f"the {s} split is empty; give data for it or drop it.")
+        self.fused: FusedPlan | None = None
         if space.scripted:
             self.method = "scripted"
         elif self.recompute_bn:
             self.method = "recompute"
         elif method == "auto":
             self.method = "loop" if self.device.type == "cpu" else "vmap"
+            if self.device.type == "cpu" and compile == "auto":
+                self.fused = build_fused(space)
+        elif method == "fused":
+            self.method = "loop"
+            self.fused = build_fused(space)
+            if self.fused is None:
+                warnings.warn(
+                    "the fused forward does not apply to this model (it needs a plain"
+                    " nn.Sequential of Linear/Conv/BatchNorm/LayerNorm and parameter-free"
+                    " layers); using the loop.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         else:
             self.method = method
+        if self.fused is not None:
+            self.method = "fused"
         self._has_conv2d = any(isinstance(m, nn.Conv2d) for m in space.bundle.module.modules())
-        self.channels_last = self.device.type == "cuda"
+        self.channels_last = self.device.type == "cuda" or (
+            self.fused is not None and self.fused.channels_last
+        )
         self.first: FirstLayer | None = None
         if first_layer and self.method in ("loop", "vmap"):
             self.first = detect_first_layer(space)
@@ -333,6 +352,8 @@ class PointEvaluator:
         self.has_acc = self._has_accuracy()
         self._chunks: dict[str, list[tuple[torch.Tensor, torch.Tensor]] | None] = {}
         self._first_cache: dict[tuple[str, int], tuple[torch.Tensor, list[torch.Tensor]]] = {}
+        self._cols: dict[tuple[str, int], torch.Tensor] = {}
+        self._cols_bytes = 0
         self._cache_first = False
         if self.first is not None:
             self._cache_first = self._first_cache_fits()
@@ -500,6 +521,8 @@ class PointEvaluator:
                 out = self._evaluate_scripted(coords)
             elif self.method == "recompute":
                 out = self._evaluate_recompute(coords)
+            elif self.method == "fused":
+                out = self._evaluate_fused(coords)
             else:
                 out = self._evaluate_functional(coords)
         self.points_evaluated += coords.shape[0]
@@ -515,6 +538,45 @@ class PointEvaluator:
         else:
             acc = np.full(loss.shape, np.nan)
         return {f"{split}_loss": loss, f"{split}_accuracy": acc}
+
+    def _fused_cols(self, split: str, index: int, x: torch.Tensor) -> torch.Tensor | None:
+        """The first convolution's cached input patches for a chunk (``None``: convolve)."""
+        plan = self.fused
+        if plan is None or not plan.unfoldable or x.dim() != 4:
+            return None
+        key = (split, index)
+        hit = self._cols.get(key)
+        if hit is not None:
+            return hit
+        nbytes = plan.unfold_bytes(x)
+        if self._cols_bytes + nbytes > FIRST_LAYER_CACHE_BYTES:
+            return None
+        cols = plan.unfold(x.contiguous())
+        self._cols[key] = cols
+        self._cols_bytes += nbytes
+        return cols
+
+    def _evaluate_fused(self, coords: np.ndarray) -> dict[str, np.ndarray]:
+        assert self.fused is not None
+        P = coords.shape[0]
+        tot = {s: torch.zeros(P, dtype=torch.float64, device=self.device) for s in self.splits}
+        cor = {s: torch.zeros(P, dtype=torch.int64, device=self.device) for s in self.splits}
+        for p in range(P):
+            state = self.space.unflatten(self._theta(coords[p]))
+            state.update(self.buffers)
+            for split in self.splits:
+                for ci, x, y in self.chunks(split):
+                    cols = self._fused_cols(split, ci, x)
+                    with self._autocast():
+                        o = self.fused.forward(state, x, cols)
+                    r = self._stats(o, y)
+                    tot[split][p] += r[0].to(torch.float64)
+                    if self.has_acc:
+                        cor[split][p] += r[1]
+        out: dict[str, np.ndarray] = {}
+        for split in self.splits:
+            out.update(self._finish(split, tot[split], cor[split] if self.has_acc else None))
+        return out
 
     def _evaluate_functional(self, coords: np.ndarray) -> dict[str, np.ndarray]:
         cs = torch.as_tensor(coords, dtype=self.dtype).to(self.device)
