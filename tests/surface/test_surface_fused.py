@@ -17,8 +17,13 @@ from torch import nn
 from landscape.engine import ParamSpace
 from landscape.experiments.models import digits_cnn, mlp
 from landscape.io.model_bundle import ModelBundle
-from landscape.surface import GridSpec, PointEvaluator, evaluate_points, evaluate_surface
-from landscape.surface import random_directions
+from landscape.surface import (
+    GridSpec,
+    PointEvaluator,
+    evaluate_points,
+    evaluate_surface,
+    random_directions,
+)
 from landscape.surface.fused import build_fused
 
 
@@ -65,8 +70,21 @@ def _mlp_bn() -> nn.Module:
     )
 
 
+def _odd_pool() -> nn.Module:
+    """Max pools over odd sizes (6→3→1) and one not directly after a layer."""
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4, 10),
+    )
+
+
 MODELS = {
     "cnn_all_layers": _cnn_all_layers,
+    "odd_pool": _odd_pool,
     "digits_cnn": lambda: digits_cnn(4),
     "mlp_relu": lambda: mlp(64, [16, 12], 10, activation="relu"),
     "mlp_bn": _mlp_bn,
@@ -165,8 +183,12 @@ def test_models_outside_the_fused_forward_fall_back(digits_tiny):
         _Skip(),  # custom forward with a skip connection
         nn.Sequential(nn.Flatten(), shared, nn.ReLU(), shared, nn.Linear(64, 10)),
         nn.Sequential(nn.Flatten(), nn.Linear(64, 10), _Scale()),  # unknown stateful module
-        nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.BatchNorm1d(8, track_running_stats=False),
-                      nn.Linear(8, 10)),  # batch statistics even in eval mode
+        nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64, 8),
+            nn.BatchNorm1d(8, track_running_stats=False),
+            nn.Linear(8, 10),
+        ),  # batch statistics even in eval mode
     ]
     for model in unsupported:
         space = ParamSpace(ModelBundle.from_module(model, digits_tiny, dtype=torch.float64))
