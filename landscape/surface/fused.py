@@ -53,7 +53,8 @@ class _Step:
 
     ``kind`` is ``layer`` (Conv/Linear, with an optional folded BatchNorm and ReLU),
     ``bn`` (a BatchNorm that does not follow a layer), ``ln`` (LayerNorm), ``relu`` or
-    ``pool2`` (a 2×2 max pool) or ``call`` (a parameter-free module, called as is).
+    ``pool2`` (a 2×2 max pool), ``flatten`` (left to the Linear after it) or ``call`` (a
+    parameter-free module, called as is).
     """
 
     kind: str
