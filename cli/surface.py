@@ -130,10 +130,10 @@ def surface(
         bool, typer.Option("--bf16", help="bfloat16 autocast (error vs fp32 is reported).")
     ] = False,
     compile_: Annotated[
-        str, typer.Option("--compile", help="torch.compile the CPU loop: auto, on or off.")
+        str, typer.Option("--compile", help="auto (fastest overall), on, off (exact loop).")
     ] = "auto",
     method: Annotated[
-        str, typer.Option("--method", help="auto, loop (CPU default) or vmap (GPU default).")
+        str, typer.Option("--method", help="auto, fused (CPU default), loop or vmap (GPU default).")
     ] = "auto",
     points_per_batch: Annotated[
         int | None, typer.Option("--points-per-batch", help="Grid points per batch.")
