@@ -378,7 +378,80 @@ def surface(setup: str, quick: bool, device: str) -> list[dict[str, Any]]:
     return recs
 
 
-CASES = {"hvp": hvp, "top5": top5, "trace": trace, "surface": surface}
+def surface_side(which: str, setup: str, quick: bool, device: str) -> float:
+    """Wall seconds of one side of the surface case, alone in this process.
+
+    ``which`` is ``ours``, ``plain`` or ``loss_landscapes``; the time covers the whole
+    call (set-up, warm-up, every grid point), as a user running only that tool waits.
+    """
+    b = build(setup, quick, device, purpose="surface")
+    side = 5 if quick else (21 if setup == "digits_cnn" else 51)
+    if which == "loss_landscapes":
+        return _loss_landscapes(b, side)[0]
+    dirs, pts, ours_fn = _surface_setup(b, side)
+    if which == "ours":
+        return timed(ours_fn, b.device)[1]
+    t0 = time.perf_counter()
+    _plain_loop(b, dirs, pts)
+    sync(b.device)
+    return time.perf_counter() - t0
+
+
+def _own_process(which: str, setup: str, quick: bool, device: str) -> float:
+    """Run :func:`surface_side` in a fresh Python process and return its seconds."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import json; from bench.cases import surface_side; "
+        f"print(json.dumps(surface_side({which!r}, {setup!r}, {quick!r}, {device!r})))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    return float(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def surface_fresh(setup: str, quick: bool, device: str) -> list[dict[str, Any]]:
+    """The surface case with every side alone in a fresh process, run back to back.
+
+    In one process whoever runs first pays the allocator's first-touch page faults and
+    later code profits from the memory it leaves behind; a user runs one tool per
+    command, so this is the comparison of what each user waits for. Values are checked
+    for agreement by :func:`surface`.
+    """
+    b = build(setup, quick, device, purpose="surface")
+    side = 5 if quick else (21 if setup == "digits_cnn" else 51)
+    size = f"{b.size}, {side}x{side} grid"
+    t_ours = _own_process("ours", setup, quick, device)
+    recs = []
+    for which, name in (("plain", "plain loop"), ("loss_landscapes", "loss-landscapes")):
+        recs.append(
+            record(
+                "surface_fresh",
+                what="2D loss surface, each side in its own process",
+                size=size,
+                device=str(b.device),
+                ours_s=t_ours,
+                anchor=f"{name} (own process)",
+                anchor_s=_own_process(which, setup, quick, device),
+                disagreement=None,
+                note="timing only; values agree as in the surface case",
+            )
+        )
+    return recs
+
+
+CASES = {
+    "hvp": hvp,
+    "top5": top5,
+    "trace": trace,
+    "surface": surface,
+    "surface_fresh": surface_fresh,
+}
 
 
 def setups_for(quick: bool, gpu: bool) -> list[str]:

@@ -6,7 +6,7 @@ the whole suite takes under a minute (CI runs it so the benchmarks cannot rot);
 
 Cases:
 
-* ``hvp``, ``top5``, ``trace``, ``surface`` (:mod:`bench.cases`): ours against PyHessian,
+* ``hvp``, ``top5``, ``trace``, ``surface``, ``surface_fresh`` (:mod:`bench.cases`): ours against PyHessian,
   loss-landscapes and a plain loop on (a) the digits CNN on the CPU and (b) ResNet-20/56
   on CIFAR-shaped data on a GPU (tiny ResNet-20 on the CPU in ``--quick`` without GPU);
 * ``hessian_vs_pyhessian``, ``surface_vs_anchors``: the Hessian and surface benchmarks of
@@ -38,7 +38,7 @@ import torch
 from bench.suite import KEYS, emit, record
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITE_CASES = ("hvp", "top5", "trace", "surface")
+SUITE_CASES = ("hvp", "top5", "trace", "surface", "surface_fresh")
 EXTERNAL = ("hessian_vs_pyhessian", "surface_vs_anchors")
 LOCAL_MODULES = ("memory", "scaling")
 ALL_CASES = (*SUITE_CASES, *EXTERNAL, *LOCAL_MODULES)
