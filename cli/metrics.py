@@ -154,6 +154,8 @@ def metrics_command(
                     "path": loaded.path,
                 },
                 "data": bundle.data.describe(),
+                "loss_function": bundle.loss.name,
+                "loss_reduction": bundle.loss.reduction,
             }
         )
         for k in ("loss", "accuracy", "test_loss", "test_accuracy", "generalization_gap"):

@@ -303,6 +303,8 @@ def surface(
                     "path": loaded.path,
                 },
                 "data": bundle.data.describe(),
+                "loss_function": bundle.loss.name,
+                "loss_reduction": bundle.loss.reduction,
             }
         )
     section["timing"] = {"surface": round(time.perf_counter() - t0, 3)}

@@ -230,28 +230,17 @@ class LLCResult:
         return out
 
 
-def _mse_per_sample_over_squared_error(out_elements: int) -> float:
-    """The bundle's ``mse`` per-sample loss divided by the sample's ``‖f − y‖²``.
-
-    ``landscape.io.losses`` defines it as ``½‖f − y‖²``, so this is ½. Were it the element
-    mean ``‖f − y‖²/k`` (PyTorch's ``MSELoss``), this one line would read
-    ``return 1.0 / out_elements``.
-    """
-    return 0.5
-
-
 def nll_scale(space: ParamSpace, sigma: float = 1.0) -> float:
     """Factor that turns the bundle's per-sample loss into a per-sample NLL.
 
     The one place that relates ``space.bundle.loss`` to a likelihood:
 
     * ``cross_entropy`` is the categorical NLL itself: 1.
-    * ``mse`` is read as a Gaussian likelihood with noise σ, whose per-sample NLL is
-      ``‖f − y‖²/(2σ²)`` (+ a constant that cancels in λ̂). The factor is
-      ``1/(2σ²)`` divided by the per-sample loss per unit squared error
-      (:func:`_mse_per_sample_over_squared_error`, ½ today, so ``1/σ²``); ``k``, the
-      number of output elements per sample, is read from one forward pass in case that
-      definition becomes an element mean.
+    * ``mse`` (``torch.nn.MSELoss``, ``‖f − y‖²/k`` per sample for ``k`` output elements)
+      is read as a Gaussian likelihood with noise σ, whose per-sample NLL is
+      ``‖f − y‖²/(2σ²)`` (+ a constant that cancels in λ̂): the factor is ``k/(2σ²)``,
+      with ``k`` read from one forward pass.
+    * ``gaussian_nll`` is that NLL already, with its own σ: 1.
     * any other loss is taken to be an NLL as it is: 1.
 
     Example:
@@ -266,7 +255,7 @@ def nll_scale(space: ParamSpace, sigma: float = 1.0) -> float:
     x = space.bundle.to_device(space.bundle.data.x_train[:1])
     with torch.no_grad():
         k = int(space.forward(space.theta0, x)[0].numel())
-    return 1.0 / (2.0 * sigma**2) / _mse_per_sample_over_squared_error(k)
+    return k / (2.0 * sigma**2)
 
 
 def _train_tensors(space: ParamSpace) -> tuple[torch.Tensor, torch.Tensor]:
@@ -523,7 +512,7 @@ def _assess(
         " the localization and count ≈ 0, so λ̂ is at most the γ → 0 value.",
     ]
     ok = True
-    if loss_name not in ("cross_entropy", "mse"):
+    if loss_name not in ("cross_entropy", "mse", "gaussian_nll"):
         notes.append(f"the loss {loss_name!r} is taken to be a per-sample NLL as it is.")
     if dropped:
         notes.append(

@@ -330,9 +330,10 @@ class _OutputKL:
         self, space: ParamSpace, theta: torch.Tensor, x: torch.Tensor, scale: float, group: int
     ) -> None:
         name = space.bundle.loss.name
-        if name not in ("cross_entropy", "mse"):
+        if name not in ("cross_entropy", "mse", "gaussian_nll"):
             raise NotApplicable(
-                f"the output KL is defined for cross_entropy and mse losses, not {name!r};"
+                f"the output KL is defined for cross_entropy, mse and gaussian_nll losses,"
+                f" not {name!r};"
                 " use --basin loss (definition='loss')."
             )
         self.space, self.kind, self.scale, self.group = space, name, scale, group

@@ -460,6 +460,8 @@ def run_basins(
             **{k: bundle.provenance.get(k) for k in ("format", "sha256", "factory", "path")},
         },
         "data": bundle.data.describe(),
+        "loss_function": bundle.loss.name,
+        "loss_reduction": bundle.loss.reduction,
         "loss": loss,
         "accuracy": acc if np.isfinite(acc) else None,
         "basins": section,

@@ -183,6 +183,7 @@ def run_scan(
             },
             "data": bundle.data.describe(),
             "loss_function": bundle.loss.name,
+            "loss_reduction": bundle.loss.reduction,
             "loss": loss,
             "accuracy": _finite_or_none(acc),
             "test_loss": None,

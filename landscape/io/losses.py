@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,14 +21,19 @@ class LossSpec:
     """A loss given as per-sample values.
 
     Attributes:
-        name: ``cross_entropy``, ``mse`` or the ``MODULE:FUNCTION`` reference.
+        name: ``cross_entropy``, ``mse``, ``gaussian_nll`` or the ``MODULE:FUNCTION``
+            reference.
         per_sample: maps ``(outputs, targets)`` to a tensor of shape ``(batch,)``.
         classification: whether accuracy (argmax of outputs) is meaningful.
+        reduction: how per-element values become the reported loss, in words.
+        sigma: the noise scale of ``gaussian_nll`` (``None`` for other losses).
     """
 
     name: str
     per_sample: PerSampleLoss
     classification: bool
+    reduction: str = "mean over samples"
+    sigma: float | None = None
 
     def chunk_sum(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Sum of per-sample losses over a chunk (divide by the dataset size for the mean)."""
@@ -38,7 +44,8 @@ def _cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(out, y, reduction="none")
 
 
-def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _residuals(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``f − y`` per sample, flattened to ``(batch, k)`` (one-hot for class labels)."""
     if not y.is_floating_point() and out.dim() == 2 and out.shape[-1] > 1 and y.dim() == 1:
         # class labels against k outputs: squared error to the one-hot targets
         if int(y.min()) < 0 or int(y.max()) >= out.shape[-1]:
@@ -49,8 +56,23 @@ def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if tuple(y.shape) != tuple(out.shape):
         raise ValueError(f"targets of shape {tuple(y.shape)} vs outputs {tuple(out.shape)}")
     y = y.to(out.dtype)
-    diff = (out - y).reshape(out.shape[0], -1)
-    return 0.5 * (diff**2).sum(dim=1)
+    return (out - y).reshape(out.shape[0], -1)
+
+
+def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean of squared errors: their mean over samples is ``nn.MSELoss()``."""
+    return (_residuals(out, y) ** 2).mean(dim=1)
+
+
+def _gaussian_nll(sigma: float) -> PerSampleLoss:
+    """Per-sample Gaussian NLL ``‖f − y‖²/(2σ²) + (k/2)·log(2πσ²)``."""
+    const = 0.5 * math.log(2.0 * math.pi * sigma**2)
+
+    def per_sample(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        r = _residuals(out, y)
+        return 0.5 * (r**2).sum(dim=1) / sigma**2 + r.shape[1] * const
+
+    return per_sample
 
 
 def _wrap_user(fn: Callable[..., torch.Tensor]) -> PerSampleLoss:
@@ -93,14 +115,17 @@ def _user_callable(name: str) -> Callable[..., torch.Tensor]:
 def resolve_loss(name: str | None, targets: torch.Tensor | None = None) -> LossSpec:
     """Build a :class:`LossSpec` from a name.
 
-    ``mse`` is ``½‖f(x) − y‖²`` per sample (the Gaussian negative log-likelihood with σ = 1,
-    up to a constant); integer class labels against ``k > 1`` outputs are compared with
-    their one-hot vectors. A user function may return per-sample losses or a batch mean;
-    a loss class (``torch.nn:CrossEntropyLoss``) is built with ``reduction="none"``.
+    ``mse`` is exactly ``torch.nn.MSELoss()``: the mean of squared errors over every
+    element. ``gaussian_nll`` is the Gaussian negative log-likelihood with noise σ,
+    ``‖f − y‖²/(2σ²) + (k/2)·log(2πσ²)`` per sample, averaged over samples (σ = 1, or
+    ``gaussian_nll:0.5`` for σ = 0.5). Integer class labels against ``k > 1`` outputs are
+    compared with their one-hot vectors. A user function may return per-sample losses or a
+    batch mean; a loss class (``torch.nn:CrossEntropyLoss``) is built with
+    ``reduction="none"``.
 
     Args:
-        name: ``cross_entropy``, ``mse``, ``MODULE:FUNCTION`` or ``None`` (inferred:
-            cross-entropy for integer targets, MSE otherwise).
+        name: ``cross_entropy``, ``mse``, ``gaussian_nll[:SIGMA]``, ``MODULE:FUNCTION`` or
+            ``None`` (inferred: cross-entropy for integer targets, MSE otherwise).
         targets: example targets used to infer the default.
 
     Returns:
@@ -110,6 +135,9 @@ def resolve_loss(name: str | None, targets: torch.Tensor | None = None) -> LossS
         >>> spec = resolve_loss(None, torch.tensor([0, 1]))
         >>> spec.name
         'cross_entropy'
+        >>> f, y = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 0.0]])
+        >>> float(resolve_loss("mse").per_sample(f, y)[0]) == float(nn.MSELoss()(f, y))
+        True
     """
     if name is None:
         if targets is not None and targets.dtype.is_floating_point:
@@ -120,10 +148,37 @@ def resolve_loss(name: str | None, targets: torch.Tensor | None = None) -> LossS
     if key in {"cross_entropy", "ce", "xent"}:
         return LossSpec("cross_entropy", _cross_entropy, True)
     if key in {"mse", "squared_error", "l2"}:
-        return LossSpec("mse", _mse, False)
+        return LossSpec("mse", _mse, False, "mean over elements (torch.nn.MSELoss)")
+    if key.split(":")[0] in {"gaussian_nll", "gaussian"}:
+        sigma = _sigma(name)
+        return LossSpec(
+            "gaussian_nll",
+            _gaussian_nll(sigma),
+            False,
+            f"Gaussian NLL with sigma={sigma:g}, summed over elements, mean over samples",
+            sigma,
+        )
     if ":" in name:
         fn = _user_callable(name)
         return LossSpec(
             name, _wrap_user(fn), targets is None or not targets.dtype.is_floating_point
         )
-    raise ConfigError(f"unknown loss {name!r}; use cross_entropy, mse or MODULE:FUNCTION.")
+    raise ConfigError(
+        f"unknown loss {name!r}; use cross_entropy, mse, gaussian_nll[:SIGMA] or MODULE:FUNCTION."
+    )
+
+
+def _sigma(name: str) -> float:
+    """σ of ``gaussian_nll:SIGMA`` (1 when absent)."""
+    _, _, text = name.partition(":")
+    if not text:
+        return 1.0
+    try:
+        sigma = float(text)
+    except ValueError:
+        sigma = float("nan")
+    if not math.isfinite(sigma) or sigma <= 0:
+        raise ConfigError(
+            f"--loss {name!r}: sigma must be a positive number, e.g. gaussian_nll:0.5."
+        )
+    return sigma

@@ -32,7 +32,7 @@ def least_squares_space(
         model[1].bias.copy_(sol[p])
     data = DataSource("bowl", x, y, batch_size=n)
     space = ParamSpace(ModelBundle.from_module(model, data, "mse", dtype=torch.float64))
-    return space, xt.T @ xt / n
+    return space, 2 * xt.T @ xt / n  # the Hessian of mse (torch.nn.MSELoss)
 
 
 def deep_linear_space(

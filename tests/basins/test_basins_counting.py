@@ -30,11 +30,11 @@ def toy() -> ParamSpace:
 def test_known_barrier_between_two_minima(toy):
     a, b = torch.tensor([-1.0], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64)
     res = loss_barrier(toy, a, b, points=21)
-    # the path crosses w = 0 at t = ½ where the loss is ½(0 − 1)² = ½; endpoints are 0
-    assert res.barrier == pytest.approx(0.5, abs=1e-12)
+    # the path crosses w = 0 at t = ½ where the loss is (0 − 1)² = 1; endpoints are 0
+    assert res.barrier == pytest.approx(1.0, abs=1e-12)
     assert res.argmax == pytest.approx(0.5)
     w = -1 + 2 * res.t
-    np.testing.assert_allclose(res.loss, 0.5 * (w**2 - 1) ** 2, atol=1e-12)
+    np.testing.assert_allclose(res.loss, (w**2 - 1) ** 2, atol=1e-12)
     # within one minimum's basin the barrier is tiny
     near = loss_barrier(toy, b, torch.tensor([1.05], dtype=torch.float64)).barrier
     assert near < 1e-2
@@ -45,10 +45,10 @@ def test_counting_components(toy):
     res = count_basins(toy, minima, threshold=0.1, align=False)
     assert res.num_basins == 2
     assert res.labels[1] == res.labels[2] != res.labels[0] == res.labels[3]
-    assert res.barriers[0, 1] == pytest.approx(0.5, abs=1e-3)
+    assert res.barriers[0, 1] == pytest.approx(1.0, abs=2e-3)
     np.testing.assert_allclose(res.barriers, res.barriers.T)
     # a threshold above the barrier merges everything
-    assert count_basins(toy, minima, threshold=1.0, align=False).num_basins == 1
+    assert count_basins(toy, minima, threshold=2.0, align=False).num_basins == 1
     assert components(np.zeros((3, 3)) + 5, 1.0)[0] == 3
     with pytest.raises(ConfigError):
         count_basins(toy, [], align=False)

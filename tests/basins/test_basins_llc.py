@@ -22,7 +22,7 @@ def test_regular_model_gives_half_the_dimension(make_bowl):
     assert res.grad_norm < 1e-6  # the least-squares solution is the minimum
     assert res.loss_trace.shape == (4, LLCConfig().draws)
     assert res.beta == pytest.approx(1 / math.log(1000))
-    assert res.nll_scale == pytest.approx(1 / 0.09)
+    assert res.nll_scale == pytest.approx(1 / (2 * 0.09))  # mse·k/(2σ²) is the NLL
     # the result is a pure function of the seed
     again = estimate_llc(space, config=LLCConfig(sigma=0.3))
     assert again.llc.mean == res.llc.mean
@@ -35,7 +35,7 @@ def test_nll_scale_depends_on_the_loss(mlp_bundle, make_bowl):
 
     assert nll_scale(ParamSpace(mlp_bundle), 0.5) == 1.0  # cross-entropy is the NLL
     space, _ = make_bowl()
-    assert nll_scale(space, 0.5) == pytest.approx(4.0)
+    assert nll_scale(space, 0.5) == pytest.approx(2.0)  # k/(2σ²) with k = 1
 
 
 def test_divergence_is_flagged(make_bowl):

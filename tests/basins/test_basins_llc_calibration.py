@@ -102,7 +102,9 @@ def spread_quadratic(d: int = 200, n: int = 256, seed: int = 0) -> tuple[ParamSp
     with torch.no_grad():
         model.weight.copy_(torch.linalg.lstsq(x, y).solution.T)
     data = DataSource("quad", x, y, batch_size=n)
-    return ParamSpace(ModelBundle.from_module(model, data, "mse", dtype=torch.float64)), h.numpy()
+    return ParamSpace(
+        ModelBundle.from_module(model, data, "gaussian_nll", dtype=torch.float64)
+    ), h.numpy()
 
 
 # the compression experiment's chain settings (n = 256, batch 128)

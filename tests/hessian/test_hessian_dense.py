@@ -38,10 +38,15 @@ def test_dense_of_a_quadratic_loss_is_closed_form():
     from landscape.io.data import DataSource
 
     data = DataSource("quad", x, y, batch_size=16)
-    b = ModelBundle.from_module(linear_model(5, 1), data, "mse", dtype=torch.float64)
-    h = dense_hessian(ParamSpace(b))
     xa = torch.cat([x, torch.ones(40, 1, dtype=torch.float64)], dim=1)
-    torch.testing.assert_close(h, xa.T @ xa / 40, rtol=1e-12, atol=1e-12)
+    # mse is torch.nn.MSELoss, (1/N) Σ (f − y)²: its Hessian is 2 X̃ᵀX̃ / N
+    b = ModelBundle.from_module(linear_model(5, 1), data, "mse", dtype=torch.float64)
+    torch.testing.assert_close(
+        dense_hessian(ParamSpace(b)), 2 * xa.T @ xa / 40, rtol=1e-12, atol=1e-12
+    )
+    # the Gaussian NLL with σ = 1 is half of it, whatever the constant
+    b = ModelBundle.from_module(linear_model(5, 1), data, "gaussian_nll", dtype=torch.float64)
+    torch.testing.assert_close(dense_hessian(ParamSpace(b)), xa.T @ xa / 40, rtol=1e-12, atol=1e-12)
 
 
 def _small_bn_cnn() -> nn.Module:

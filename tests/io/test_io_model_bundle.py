@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -96,16 +98,23 @@ def test_losses_per_sample_and_inferred() -> None:
     mse = resolve_loss(None, torch.zeros(3))
     assert mse.name == "mse" and not mse.classification
     t = torch.randn(6, 4, generator=g, dtype=torch.float64)
-    torch.testing.assert_close(mse.per_sample(out, t), 0.5 * ((out - t) ** 2).sum(1))
+    torch.testing.assert_close(mse.per_sample(out, t), ((out - t) ** 2).mean(1))
+    # its mean over samples is exactly torch.nn.MSELoss()
+    torch.testing.assert_close(mse.per_sample(out, t).mean(), torch.nn.MSELoss()(out, t))
+    assert "MSELoss" in mse.reduction
+    nll = resolve_loss("gaussian_nll:0.5")
+    assert nll.sigma == 0.5
+    expected = 0.5 * ((out - t) ** 2).sum(1) / 0.25 + out.shape[1] * 0.5 * math.log(
+        2 * math.pi * 0.25
+    )
+    torch.testing.assert_close(nll.per_sample(out, t), expected)
     # integer labels with --loss mse: squared error to one-hot targets
     torch.testing.assert_close(
         resolve_loss("mse").per_sample(out, y),
-        0.5 * ((out - F.one_hot(y, 4).double()) ** 2).sum(1),
+        ((out - F.one_hot(y, 4).double()) ** 2).mean(1),
     )
     # (N, 1) outputs against (N,) targets
-    torch.testing.assert_close(
-        mse.per_sample(out[:, :1], t[:, 0]), 0.5 * (out[:, 0] - t[:, 0]) ** 2
-    )
+    torch.testing.assert_close(mse.per_sample(out[:, :1], t[:, 0]), (out[:, 0] - t[:, 0]) ** 2)
     # a loss class is built with reduction="none"; a mean-returning function is spread evenly
     cls = resolve_loss("torch.nn:CrossEntropyLoss", y)
     torch.testing.assert_close(cls.per_sample(out, y), F.cross_entropy(out, y, reduction="none"))
@@ -133,3 +142,24 @@ def test_wrappers_are_unwrapped(small_mlp) -> None:
             "3.weight",
             "3.bias",
         ]
+
+
+def test_mse_loss_of_a_model_is_torch_mse_loss():
+    """``--loss mse`` over chunked data equals ``F.mse_loss`` at θ, and λmax doubles vs ½‖·‖²."""
+    from landscape.engine import ParamSpace
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 4, generator=g, dtype=torch.float64)
+    y = torch.randn(50, 3, generator=g, dtype=torch.float64)
+    model = nn.Linear(4, 3).double()
+    space = ParamSpace(ModelBundle.from_module(model, DataSource("lin", x, y, batch_size=7), "mse"))
+    with torch.no_grad():
+        want = float(F.mse_loss(model(x), y))
+    assert float(space.loss(space.theta0)) == pytest.approx(want, rel=1e-12)
+    nll = ParamSpace(
+        ModelBundle.from_module(model, DataSource("lin", x, y, batch_size=7), "gaussian_nll")
+    )
+    h_mse = torch.func.hessian(space.loss)(space.theta0)
+    h_nll = torch.func.hessian(nll.loss)(nll.theta0)
+    # mean over k = 3 elements against ½ Σ: the Hessians differ by 2/k exactly
+    torch.testing.assert_close(h_mse, h_nll * 2 / 3, rtol=1e-12, atol=1e-12)

@@ -18,9 +18,9 @@ from landscape.io.model_bundle import ModelBundle
 def quadratic_space(
     scales: list[float], n: int = 400, seed: int = 0
 ) -> tuple[ParamSpace, np.ndarray]:
-    """A float64 linear model + MSE at its least-squares minimum, and its exact Hessian.
+    """A float64 linear model + Gaussian NLL at its least-squares minimum, and its Hessian.
 
-    ``L(θ) = (1/2N) Σ (wᵀx + b − y)²`` is exactly quadratic, so at the minimum
+    ``L(θ) = (1/2N) Σ (wᵀx + b − y)² + const`` is exactly quadratic, so at the minimum
     ``L(θ*+δ) − L(θ*) = δᵀHδ/2`` with ``H = X̃ᵀX̃/N`` (``X̃ = [X, 1]``).
     """
     g = torch.Generator().manual_seed(seed)
@@ -38,7 +38,7 @@ def quadratic_space(
     with torch.no_grad():
         model[1].weight.copy_(sol[:d].view(1, d))
         model[1].bias.copy_(sol[d:])
-    space = ParamSpace(ModelBundle.from_module(model, data, "mse"))
+    space = ParamSpace(ModelBundle.from_module(model, data, "gaussian_nll"))
     h = (xt.T @ xt / n).numpy()
     return space, h
 
