@@ -441,7 +441,7 @@ def run_basins(
         >>> run = RunDir.create(tempfile.mkdtemp() + "/r", {})
         >>> s = run_basins(b, run, BasinsConfig(measures=("jacobian",)))
         >>> s["basins"]["jacobian"]["rank"]
-        33
+        22
     """
     import xarray as xr
 
