@@ -21,13 +21,15 @@ derivatives, with a cheaper double backward than PyTorch's batch-norm kernels.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch.func import grad, jvp, vjp, vmap
 
 from landscape.engine.affine_norm import affine_eval_batchnorm
+from landscape.engine.attention import derivative_error, is_missing_derivative, math_attention
 from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError
 
@@ -224,11 +226,22 @@ class CurvatureOperator:
         return cache
 
     # -- public ---------------------------------------------------------------
+    @contextmanager
+    def _differentiable(self) -> Iterator[None]:
+        """Math attention for every traced product; missing derivatives as ConfigError."""
+        try:
+            with math_attention():
+                yield
+        except (RuntimeError, NotImplementedError) as exc:
+            if is_missing_derivative(exc):
+                raise derivative_error(exc, self.strategy, self.kind) from exc
+            raise
+
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """Apply the operator to one vector of shape ``(dim,)``."""
         # once the graphs are cached nothing is traced, so no function mode is needed
         traced = self._cache is None or self.kind != "hessian"
-        with affine_eval_batchnorm() if traced else nullcontext():
+        with self._differentiable(), affine_eval_batchnorm() if traced else nullcontext():
             return self._matvec(v)
 
     def _matvec(self, v: torch.Tensor) -> torch.Tensor:
@@ -253,7 +266,7 @@ class CurvatureOperator:
         With the ``forward`` strategy the probes are vmapped (one batched pass per chunk);
         otherwise they are applied one by one, which is faster on CPUs.
         """
-        with affine_eval_batchnorm():
+        with self._differentiable(), affine_eval_batchnorm():
             return self._matmat(vs)
 
     def _matmat(self, vs: torch.Tensor) -> torch.Tensor:

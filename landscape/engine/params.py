@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from landscape.engine.attention import math_attention
 from landscape.errors import ConfigError, DataError
 from landscape.io.model_bundle import ModelBundle, set_eval
 
@@ -290,7 +291,7 @@ class ParamSpace:
         detached copy of θ, so cached graphs never see later changes.
         """
         leaf = theta.detach().clone().requires_grad_(True)
-        with torch.enable_grad():
+        with torch.enable_grad(), math_attention():
             loss = self.chunk_loss_sum(leaf, x, y)
             (g,) = torch.autograd.grad(loss, leaf, create_graph=create_graph)
         return loss.detach(), g, [leaf]
