@@ -667,7 +667,7 @@ def _estimate(
 ) -> LLCResult:
     """One SGLD run with its diagnostics (``noise``: precomputed :func:`_noise_traces`)."""
     w_star = (space.theta0 if theta is None else theta).detach().clone()
-    n = space.num_samples("train")
+    n = space.num_units("train")  # samples, or tokens for a per-token loss
     if n < 2:
         raise ConfigError("the LLC needs at least two training samples; give more data.")
     beta = cfg.beta if cfg.beta is not None else 1.0 / math.log(n)

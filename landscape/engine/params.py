@@ -1,7 +1,8 @@
 """``ParamSpace``: the model as a function of one flat parameter vector θ.
 
 Loss values are exact means over the whole split: per-sample losses are summed chunk
-by chunk and divided by the number of samples, so the chunk size never changes a value.
+by chunk and divided by the number of averaging units (samples; predicted tokens for a
+language-model loss), so the chunk size never changes a value.
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ class ParamSpace:
         self.theta0 = torch.cat(flat).detach().clone()
         self.buffers = {k: v.detach().clone() for k, v in module.named_buffers()}
         self.buffers.update(frozen)
+        self._units: dict[str, int] = {}
         self._scripted_slots: list[tuple[nn.Module, str, torch.Tensor]] = []
         if self.scripted:
             for info in self.infos:
@@ -192,14 +194,38 @@ class ParamSpace:
         d = self.bundle.data
         return d.num_train if split == "train" else d.num_test
 
+    def num_units(self, split: str = "train") -> int:
+        """Number of averaging units of a split: the divisor of every mean.
+
+        The number of samples, unless the loss counts other units (``LossSpec.units``:
+        the predicted tokens of a language-model loss). Counted once per split.
+        """
+        if split not in self._units:
+            n = self.num_samples(split)
+            spec = self.bundle.loss
+            if spec.units is None:
+                self._units[split] = n
+            else:
+                self._units[split] = sum(
+                    spec.chunk_units(y) for _, y in self.bundle.data.chunks(split)
+                )
+        return self._units[split]
+
     def _nonempty(self, split: str) -> int:
+        """The split's unit count, or a DataError when it has no samples or units."""
         n = self.num_samples(split)
         if n == 0:
             raise DataError(
                 f"the {split} split is empty; give data with a {split} split"
                 " (e.g. --test-fraction 0.2)."
             )
-        return n
+        units = self.num_units(split)
+        if units == 0:
+            raise DataError(
+                f"the {split} split has no tokens to predict (every label is -100 or"
+                " padding); check labels and attention_mask."
+            )
+        return units
 
     @contextmanager
     def _scripted_params(self, theta: torch.Tensor) -> Iterator[None]:
@@ -227,7 +253,10 @@ class ParamSpace:
         return self.bundle.loss.chunk_sum(self.forward(theta, x), y)
 
     def loss(self, theta: torch.Tensor | None = None, split: str = "train") -> torch.Tensor:
-        """Mean loss over a split at θ (a 0-d tensor, differentiable in θ)."""
+        """Mean loss over a split at θ (a 0-d tensor, differentiable in θ).
+
+        The mean is over :meth:`num_units` (samples, or tokens for a per-token loss).
+        """
         theta = self.theta0 if theta is None else theta
         n = self._nonempty(split)
         total = torch.zeros((), device=self.device, dtype=self.dtype)
@@ -242,19 +271,22 @@ class ParamSpace:
         """Return ``(mean loss, accuracy)`` at θ.
 
         Accuracy is NaN for regression losses or non-integer targets; both are NaN for an
-        empty split.
+        empty split. For a language-model loss it is the fraction of predicted tokens.
         """
         theta = self.theta0 if theta is None else theta
-        n = self.num_samples(split)
-        if n == 0:
+        if self.num_samples(split) == 0 or self.num_units(split) == 0:
             return float("nan"), float("nan")
+        n = self.num_units(split)
+        spec = self.bundle.loss
         total = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = 0
-        counted = self.bundle.loss.classification
+        counted = spec.classification or spec.correct is not None
         for x, y in self.chunks(split):
             out = self.forward(theta, x)
-            total += self.bundle.loss.chunk_sum(out, y).to(torch.float64)
-            if counted and out.dim() >= 2 and not y.is_floating_point():
+            total += spec.chunk_sum(out, y).to(torch.float64)
+            if spec.correct is not None:
+                correct += int(spec.correct(out, y))
+            elif counted and out.dim() >= 2 and not y.is_floating_point():
                 correct += int((out.argmax(dim=-1) == y).sum())
             else:
                 counted = False
