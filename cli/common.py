@@ -137,7 +137,8 @@ DataOpt = Annotated[
     ),
 ]
 LossOpt = Annotated[
-    str | None, typer.Option("--loss", help="cross_entropy, mse or MODULE:FUNCTION.")
+    str | None,
+    typer.Option("--loss", help="cross_entropy, mse, next_token (lm) or MODULE:FUNCTION."),
 ]
 MaxSamplesOpt = Annotated[
     int | None, typer.Option("--max-samples", help="Use at most this many samples.")

@@ -8,7 +8,7 @@ language-model loss), so the chunk size never changes a value.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +34,14 @@ _NORM_NAMES = {t.__name__ for t in _NORM_TYPES} | {
     "InstanceNorm2d",
     "InstanceNorm3d",
 }
+
+
+def _differentiated(theta: torch.Tensor) -> bool:
+    """Whether a forward pass at θ may be differentiated (grad mode, torch.func transform)."""
+    if torch.is_grad_enabled():
+        return True
+    wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return bool(wrapped(theta)) if wrapped is not None else True
 
 
 def _type_name(module: nn.Module | None) -> str:
@@ -239,14 +247,21 @@ class ParamSpace:
                 setattr(owner, leaf, original)
 
     def forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Model outputs at θ, differentiable in θ."""
+        """Model outputs at θ, differentiable in θ.
+
+        Whenever the call may be differentiated (grad mode on, or θ inside a
+        ``torch.func`` transform) attention runs on the math SDPA backend
+        (:func:`~landscape.engine.attention.math_attention`), the one with higher-order
+        and forward-mode derivatives.
+        """
         self._check_theta(theta)
-        if self.scripted:
-            with self._scripted_params(theta):
-                return self.bundle.module(x)
-        params = self.unflatten(theta)
-        params.update(self.buffers)
-        return functional_call(self.bundle.module, params, (x,), strict=False)
+        with math_attention() if _differentiated(theta) else nullcontext():
+            if self.scripted:
+                with self._scripted_params(theta):
+                    return self.bundle.module(x)
+            params = self.unflatten(theta)
+            params.update(self.buffers)
+            return functional_call(self.bundle.module, params, (x,), strict=False)
 
     def chunk_loss_sum(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Sum of per-sample losses over one chunk at θ."""

@@ -103,6 +103,24 @@ def logits_of(out: Any) -> Any:
     return out
 
 
+def call_model(model: nn.Module, x: torch.Tensor, data: DataSource) -> Any:
+    """``model(x)``, or ``model(input_ids=x[:, 0], ...)`` for keyed data; logits out.
+
+    Example:
+        >>> d = DataSource("d", torch.ones(2, 1, 3, dtype=torch.long), torch.ones(2, 3),
+        ...                input_keys=("input", ), input_dtypes=(torch.float32,))
+        >>> call_model(nn.Identity(), d.x_train, d).shape
+        torch.Size([2, 3])
+    """
+    if not data.keyed:
+        return logits_of(model(x))
+    kw = {
+        k: x[:, i].to(dt)
+        for i, (k, dt) in enumerate(zip(data.input_keys, data.input_dtypes, strict=True))
+    }
+    return logits_of(model(**kw))
+
+
 def _adapted_forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
     """``forward`` of an adapted private copy: keyed inputs as keywords, logits out."""
     keys, dtypes = self.__dict__["_landscape_inputs"]
