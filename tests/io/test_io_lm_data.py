@@ -171,3 +171,31 @@ def test_dataloader_of_dict_batches() -> None:
     assert [k for k, _ in keys] == ["input_ids", "attention_mask"] and xt is None
     assert torch.equal(x[:, 0], tok["input_ids"])
     assert torch.equal(y, tok["labels"].masked_fill(tok["attention_mask"] == 0, -100))
+
+
+def test_llc_and_pac_bayes_count_tokens() -> None:
+    from landscape.basins.llc import LLCConfig, estimate_llc
+    from landscape.metrics.pac_bayes import pac_bayes_sigma
+
+    tok = _tokens(n=12)
+    torch.manual_seed(0)
+    labels = tok["labels"].masked_fill(tok["attention_mask"] == 0, -100)
+    x = torch.stack([tok["input_ids"], tok["attention_mask"]], 1)
+    data = DataSource(
+        "t",
+        x,
+        labels,
+        batch_size=8,
+        input_keys=("input_ids", "attention_mask"),
+        input_dtypes=(torch.int64, torch.int64),
+    )
+    space = ParamSpace(ModelBundle.from_module(KwLM().double(), data))
+    tokens = int((labels[:, 1:] != -100).sum())
+    assert space.num_units() == tokens != space.num_samples()
+    cfg = LLCConfig(step_size=1e-5, chains=2, draws=20, burn_in=5, batch_size=4, mala_every=0)
+    r = estimate_llc(space, config=cfg)
+    assert r.to_dict()["n"] == tokens
+    assert r.n == tokens and r.beta == pytest.approx(1 / np.log(tokens))
+    assert np.isfinite(r.llc.mean)
+    p = pac_bayes_sigma(space, num_samples=2, rel_tol=0.2, max_evaluations=8)
+    assert p.num_train == tokens
