@@ -137,7 +137,12 @@ DataOpt = Annotated[
     ),
 ]
 LossOpt = Annotated[
-    str | None, typer.Option("--loss", help="cross_entropy, mse (torch.nn.MSELoss), gaussian_nll[:SIGMA] or MODULE:FUNCTION.")
+    str | None,
+    typer.Option(
+        "--loss",
+        help="cross_entropy, mse (torch.nn.MSELoss), gaussian_nll[:SIGMA], next_token (lm)"
+        " or MODULE:FUNCTION.",
+    ),
 ]
 MaxSamplesOpt = Annotated[
     int | None, typer.Option("--max-samples", help="Use at most this many samples.")

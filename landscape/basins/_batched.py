@@ -29,7 +29,7 @@ def loss_many(
         torch.Size([2])
     """
     thetas = thetas.to(device=space.device, dtype=space.dtype)
-    n = space.num_samples(split)
+    n = space.num_units(split)
     if space.scripted:
         return torch.tensor(
             [space.evaluate(t, split)[0] for t in thetas], device=space.device, dtype=space.dtype

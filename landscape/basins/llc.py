@@ -349,7 +349,8 @@ def _noise_traces(
     for _ in range(probes):
         idx = torch.randint(0, n, (m,), generator=g, device=w_star.device)
         _, gb, _ = space.grad_graph(w_star, x_all[idx], y_all[idx], create_graph=False)
-        dev2.append(float(((gb.detach() / m - full) ** 2).sum()))
+        mb = max(space.bundle.loss.chunk_units(y_all[idx]), 1)  # samples, or tokens
+        dev2.append(float(((gb.detach() / mb - full) ** 2).sum()))
     return tr_h, float(np.mean(dev2))
 
 
@@ -427,10 +428,19 @@ def _sample(
                 (gk,) = torch.autograd.grad(sums.sum(), leaf)
             return gk.detach(), sums.detach()
 
+    per_unit = loss_spec.units is not None  # a per-token loss: minibatch means per token
+
+    def units_of(idx: torch.Tensor) -> torch.Tensor:
+        counts = [max(loss_spec.chunk_units(y_all[idx[k]]), 1) for k in range(c)]
+        return torch.tensor(counts, device=dev, dtype=w_star.dtype)
+
     def potential(
-        th: torch.Tensor, grads: torch.Tensor, sums: torch.Tensor
+        th: torch.Tensor, grads: torch.Tensor, sums: torch.Tensor, mu: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         delta = th - w_star
+        if mu is not None:
+            u = nb * scale * (sums / mu).double() + 0.5 * gamma * (delta.double() ** 2).sum(dim=1)
+            return u, nb * scale * grads / mu[:, None] + gamma * delta
         u = nb * scale / m * sums.double() + 0.5 * gamma * (delta.double() ** 2).sum(dim=1)
         return u, nb * scale / m * grads + gamma * delta
 
@@ -444,16 +454,20 @@ def _sample(
         for t in range(total):
             idx = torch.randint(0, n, (c, m), generator=g, device=dev)
             grads, sums = batched(th, idx)
-            u0, drift = potential(th, grads, sums)
+            mu = units_of(idx) if per_unit else None
+            u0, drift = potential(th, grads, sums, mu)
             if t >= cfg.burn_in:
                 k = t - cfg.burn_in
-                trace[:, k] = (sums * (scale / m)).double().cpu().numpy()
+                if mu is not None:
+                    trace[:, k] = (sums / mu * scale).double().cpu().numpy()
+                else:
+                    trace[:, k] = (sums * (scale / m)).double().cpu().numpy()
                 dist2[:, k] = ((th - w_star).double() ** 2).sum(dim=1).cpu().numpy()
             noise = torch.randn(th.shape, generator=g, device=dev, dtype=th.dtype)
             new = th - 0.5 * eps * drift + math.sqrt(eps) * noise
             if cfg.mala_every and t >= cfg.burn_in and (t - cfg.burn_in) % cfg.mala_every == 0:
                 # Metropolis-Hastings ratio of this Langevin step, same minibatch both ends
-                u1, drift1 = potential(new, *batched(new, idx))
+                u1, drift1 = potential(new, *batched(new, idx), mu)
                 back = th - new + 0.5 * eps * drift1
                 log_q_back = -(back.double() ** 2).sum(dim=1) / (2.0 * eps)
                 log_q_fwd = -0.5 * (noise.double() ** 2).sum(dim=1)
@@ -656,7 +670,7 @@ def _estimate(
 ) -> LLCResult:
     """One SGLD run with its diagnostics (``noise``: precomputed :func:`_noise_traces`)."""
     w_star = (space.theta0 if theta is None else theta).detach().clone()
-    n = space.num_samples("train")
+    n = space.num_units("train")  # samples, or tokens for a per-token loss
     if n < 2:
         raise ConfigError("the LLC needs at least two training samples; give more data.")
     beta = cfg.beta if cfg.beta is not None else 1.0 / math.log(n)

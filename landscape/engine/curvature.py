@@ -2,7 +2,8 @@
 
 Every estimator in ``hessian``, ``metrics`` and ``basins`` takes an :class:`Operator`:
 something with ``dim``, ``device``, ``dtype``, ``matvec`` and ``matmat``. Products are
-exact sums over data chunks, divided by the number of samples (the loss is a mean).
+exact sums over data chunks, divided by the number of averaging units (samples, or
+predicted tokens for a per-token loss: the loss is a mean).
 
 Hessian-vector product strategies (``strategy=``):
 
@@ -21,13 +22,15 @@ derivatives, with a cheaper double backward than PyTorch's batch-norm kernels.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch.func import grad, jvp, vjp, vmap
 
 from landscape.engine.affine_norm import affine_eval_batchnorm
+from landscape.engine.attention import derivative_error, is_missing_derivative, math_attention
 from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError
 
@@ -94,7 +97,8 @@ class CurvatureOperator:
         space: the parameter space (model, data, loss).
         theta: the point (default ``space.theta0``); copied, never modified.
         kind: ``hessian``, ``ggn`` (generalized Gauss-Newton ``JᵀH_ℓJ``) or ``fisher``
-            (empirical Fisher ``(1/N) Σ gᵢgᵢᵀ``).
+            (empirical Fisher ``(1/N) Σ gᵢgᵢᵀ`` over per-sample gradients; ``N`` is the
+            unit count, so for a per-token loss ``gᵢ`` is a sequence's summed gradient).
         strategy: Hessian-vector product strategy (see module docstring).
         split: ``train`` or ``test``.
 
@@ -134,9 +138,13 @@ class CurvatureOperator:
         self.dim = space.dim
         self.device = space.device
         self.dtype = space.dtype
-        self.n = space.num_samples(split)
-        if self.n == 0:
+        self.num_samples = space.num_samples(split)
+        if self.num_samples == 0:
             raise ConfigError(f"the {split} split is empty; give data for it.")
+        # the divisor of the mean: samples, or predicted tokens for a per-token loss
+        self.n = space.num_units(split)
+        if self.n == 0:
+            raise ConfigError(f"the {split} split has no units (tokens) to average over.")
         self.strategy = self._pick(strategy)
         self.matvecs = 0
         self._cache: list[tuple[torch.Tensor, list[torch.Tensor]]] | None = None
@@ -153,7 +161,7 @@ class CurvatureOperator:
 
     def _num_chunks(self) -> int:
         bs = self.space.bundle.data.batch_size
-        return -(-self.n // bs)
+        return -(-self.num_samples // bs)
 
     # -- Hessian --------------------------------------------------------------
     def _hvp_reverse(self, v: torch.Tensor) -> torch.Tensor:
@@ -219,16 +227,27 @@ class CurvatureOperator:
 
         psg = vmap(grad(single), in_dims=(None, 0, 0))
         cache = [psg(self.theta, x, y).detach() for x, y in space.chunks(self.split)]
-        if self.n * self.dim <= 50_000_000:
+        if self.num_samples * self.dim <= 50_000_000:
             self._fisher_cache = cache
         return cache
 
     # -- public ---------------------------------------------------------------
+    @contextmanager
+    def _differentiable(self) -> Iterator[None]:
+        """Math attention for every traced product; missing derivatives as ConfigError."""
+        try:
+            with math_attention():
+                yield
+        except (RuntimeError, NotImplementedError) as exc:
+            if is_missing_derivative(exc):
+                raise derivative_error(exc, self.strategy, self.kind) from exc
+            raise
+
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """Apply the operator to one vector of shape ``(dim,)``."""
         # once the graphs are cached nothing is traced, so no function mode is needed
         traced = self._cache is None or self.kind != "hessian"
-        with affine_eval_batchnorm() if traced else nullcontext():
+        with self._differentiable(), affine_eval_batchnorm() if traced else nullcontext():
             return self._matvec(v)
 
     def _matvec(self, v: torch.Tensor) -> torch.Tensor:
@@ -253,7 +272,7 @@ class CurvatureOperator:
         With the ``forward`` strategy the probes are vmapped (one batched pass per chunk);
         otherwise they are applied one by one, which is faster on CPUs.
         """
-        with affine_eval_batchnorm():
+        with self._differentiable(), affine_eval_batchnorm():
             return self._matmat(vs)
 
     def _matmat(self, vs: torch.Tensor) -> torch.Tensor:

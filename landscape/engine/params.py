@@ -1,19 +1,21 @@
 """``ParamSpace``: the model as a function of one flat parameter vector θ.
 
 Loss values are exact means over the whole split: per-sample losses are summed chunk
-by chunk and divided by the number of samples, so the chunk size never changes a value.
+by chunk and divided by the number of averaging units (samples; predicted tokens for a
+language-model loss), so the chunk size never changes a value.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
+from landscape.engine.attention import math_attention
 from landscape.errors import ConfigError, DataError
 from landscape.io.model_bundle import ModelBundle, set_eval
 
@@ -32,6 +34,14 @@ _NORM_NAMES = {t.__name__ for t in _NORM_TYPES} | {
     "InstanceNorm2d",
     "InstanceNorm3d",
 }
+
+
+def _differentiated(theta: torch.Tensor) -> bool:
+    """Whether a forward pass at θ may be differentiated (grad mode, torch.func transform)."""
+    if torch.is_grad_enabled():
+        return True
+    wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return bool(wrapped(theta)) if wrapped is not None else True
 
 
 def _type_name(module: nn.Module | None) -> str:
@@ -145,6 +155,7 @@ class ParamSpace:
         self.theta0 = torch.cat(flat).detach().clone()
         self.buffers = {k: v.detach().clone() for k, v in module.named_buffers()}
         self.buffers.update(frozen)
+        self._units: dict[str, int] = {}
         self._scripted_slots: list[tuple[nn.Module, str, torch.Tensor]] = []
         if self.scripted:
             for info in self.infos:
@@ -191,14 +202,38 @@ class ParamSpace:
         d = self.bundle.data
         return d.num_train if split == "train" else d.num_test
 
+    def num_units(self, split: str = "train") -> int:
+        """Number of averaging units of a split: the divisor of every mean.
+
+        The number of samples, unless the loss counts other units (``LossSpec.units``:
+        the predicted tokens of a language-model loss). Counted once per split.
+        """
+        if split not in self._units:
+            n = self.num_samples(split)
+            spec = self.bundle.loss
+            if spec.units is None:
+                self._units[split] = n
+            else:
+                self._units[split] = sum(
+                    spec.chunk_units(y) for _, y in self.bundle.data.chunks(split)
+                )
+        return self._units[split]
+
     def _nonempty(self, split: str) -> int:
+        """The split's unit count, or a DataError when it has no samples or units."""
         n = self.num_samples(split)
         if n == 0:
             raise DataError(
                 f"the {split} split is empty; give data with a {split} split"
                 " (e.g. --test-fraction 0.2)."
             )
-        return n
+        units = self.num_units(split)
+        if units == 0:
+            raise DataError(
+                f"the {split} split has no tokens to predict (every label is -100 or"
+                " padding); check labels and attention_mask."
+            )
+        return units
 
     @contextmanager
     def _scripted_params(self, theta: torch.Tensor) -> Iterator[None]:
@@ -212,21 +247,31 @@ class ParamSpace:
                 setattr(owner, leaf, original)
 
     def forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Model outputs at θ, differentiable in θ."""
+        """Model outputs at θ, differentiable in θ.
+
+        Whenever the call may be differentiated (grad mode on, or θ inside a
+        ``torch.func`` transform) attention runs on the math SDPA backend
+        (:func:`~landscape.engine.attention.math_attention`), the one with higher-order
+        and forward-mode derivatives.
+        """
         self._check_theta(theta)
-        if self.scripted:
-            with self._scripted_params(theta):
-                return self.bundle.module(x)
-        params = self.unflatten(theta)
-        params.update(self.buffers)
-        return functional_call(self.bundle.module, params, (x,), strict=False)
+        with math_attention() if _differentiated(theta) else nullcontext():
+            if self.scripted:
+                with self._scripted_params(theta):
+                    return self.bundle.module(x)
+            params = self.unflatten(theta)
+            params.update(self.buffers)
+            return functional_call(self.bundle.module, params, (x,), strict=False)
 
     def chunk_loss_sum(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Sum of per-sample losses over one chunk at θ."""
         return self.bundle.loss.chunk_sum(self.forward(theta, x), y)
 
     def loss(self, theta: torch.Tensor | None = None, split: str = "train") -> torch.Tensor:
-        """Mean loss over a split at θ (a 0-d tensor, differentiable in θ)."""
+        """Mean loss over a split at θ (a 0-d tensor, differentiable in θ).
+
+        The mean is over :meth:`num_units` (samples, or tokens for a per-token loss).
+        """
         theta = self.theta0 if theta is None else theta
         n = self._nonempty(split)
         total = torch.zeros((), device=self.device, dtype=self.dtype)
@@ -241,19 +286,22 @@ class ParamSpace:
         """Return ``(mean loss, accuracy)`` at θ.
 
         Accuracy is NaN for regression losses or non-integer targets; both are NaN for an
-        empty split.
+        empty split. For a language-model loss it is the fraction of predicted tokens.
         """
         theta = self.theta0 if theta is None else theta
-        n = self.num_samples(split)
-        if n == 0:
+        if self.num_samples(split) == 0 or self.num_units(split) == 0:
             return float("nan"), float("nan")
+        n = self.num_units(split)
+        spec = self.bundle.loss
         total = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = 0
-        counted = self.bundle.loss.classification
+        counted = spec.classification or spec.correct is not None
         for x, y in self.chunks(split):
             out = self.forward(theta, x)
-            total += self.bundle.loss.chunk_sum(out, y).to(torch.float64)
-            if counted and out.dim() >= 2 and not y.is_floating_point():
+            total += spec.chunk_sum(out, y).to(torch.float64)
+            if spec.correct is not None:
+                correct += int(spec.correct(out, y))
+            elif counted and out.dim() >= 2 and not y.is_floating_point():
                 correct += int((out.argmax(dim=-1) == y).sum())
             else:
                 counted = False
@@ -290,7 +338,7 @@ class ParamSpace:
         detached copy of θ, so cached graphs never see later changes.
         """
         leaf = theta.detach().clone().requires_grad_(True)
-        with torch.enable_grad():
+        with torch.enable_grad(), math_attention():
             loss = self.chunk_loss_sum(leaf, x, y)
             (g,) = torch.autograd.grad(loss, leaf, create_graph=create_graph)
         return loss.detach(), g, [leaf]

@@ -5,6 +5,7 @@ Every factory takes only JSON-friendly keyword arguments and returns a fresh mod
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
@@ -101,3 +102,103 @@ def deep_linear(widths: list[int], bias: bool = False) -> nn.Module:
     """
     layers = [nn.Linear(a, b, bias=bias) for a, b in zip(widths[:-1], widths[1:], strict=True)]
     return nn.Sequential(*layers)
+
+
+class TinyTransformer(nn.Module):
+    """A causal pre-LayerNorm transformer language model (see :func:`tiny_transformer`)."""
+
+    def __init__(
+        self, vocab: int, d_model: int, n_heads: int, n_layers: int, d_ff: int, max_len: int
+    ) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d_model)
+        self.pos = nn.Embedding(max_len, d_model)
+        layer = nn.TransformerEncoderLayer(
+            d_model, n_heads, dim_feedforward=d_ff, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.blocks = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.unembed = nn.Linear(d_model, vocab)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits ``(batch, seq, vocab)``; position ``t`` sees tokens ``0..t`` only."""
+        seq = input_ids.shape[-1]
+        pos = torch.arange(seq, device=input_ids.device)
+        h = self.embed(input_ids) + self.pos(pos)
+        causal = torch.triu(
+            torch.full((seq, seq), float("-inf"), device=h.device, dtype=h.dtype), diagonal=1
+        )
+        pad = None if attention_mask is None else attention_mask == 0
+        h = self.blocks(h, mask=causal, src_key_padding_mask=pad, is_causal=True)
+        return self.unembed(self.norm(h))
+
+
+def tiny_transformer(
+    vocab: int,
+    d_model: int = 32,
+    n_heads: int = 4,
+    n_layers: int = 2,
+    d_ff: int = 64,
+    max_len: int = 8,
+) -> nn.Module:
+    """A tiny causal transformer LM: token + position embeddings, pre-LN encoder blocks.
+
+    Called as ``model(input_ids, attention_mask=None)``; returns logits of shape
+    ``(batch, seq, vocab)``. No dropout, so eval and train mode compute the same function.
+
+    Args:
+        vocab: vocabulary size.
+        d_model: width of the residual stream.
+        n_heads: attention heads per block.
+        n_layers: transformer blocks.
+        d_ff: hidden width of each block's MLP.
+        max_len: longest sequence (size of the position embedding).
+
+    Example:
+        >>> m = tiny_transformer(24)
+        >>> m(torch.zeros(2, 4, dtype=torch.long)).shape
+        torch.Size([2, 4, 24])
+    """
+    return TinyTransformer(vocab, d_model, n_heads, n_layers, d_ff, max_len)
+
+
+def modular_addition(
+    p: int = 23, train_fraction: float = 0.8, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """All sums ``a + b mod p`` as token sequences ``[a, b, =, c]`` for :func:`tiny_transformer`.
+
+    The vocabulary is ``0..p`` (``p`` is the ``=`` token). Only the answer is a target:
+    labels are ``-100`` except the last position, so the next-token loss scores the
+    prediction made at ``=``. The ``p²`` pairs are split at random (seeded) into train and
+    test; the result loads with ``--data landscape.experiments.models:modular_addition``.
+
+    Args:
+        p: the modulus.
+        train_fraction: fraction of pairs used for training.
+        seed: seed of the split.
+
+    Returns:
+        ``{"input_ids", "labels", "input_ids_test", "labels_test"}`` as int64 tensors.
+
+    Example:
+        >>> d = modular_addition(5)
+        >>> d["input_ids"].shape, d["input_ids_test"].shape
+        (torch.Size([20, 4]), torch.Size([5, 4]))
+    """
+    a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
+    a, b = a.reshape(-1), b.reshape(-1)
+    c = (a + b) % p
+    ids = torch.stack([a, b, torch.full_like(a, p), c], dim=1)
+    labels = torch.full_like(ids, -100)
+    labels[:, -1] = c
+    perm = torch.randperm(p * p, generator=torch.Generator().manual_seed(seed))
+    n_train = int(round(train_fraction * p * p))
+    tr, te = perm[:n_train], perm[n_train:]
+    return {
+        "input_ids": ids[tr],
+        "labels": labels[tr],
+        "input_ids_test": ids[te],
+        "labels_test": labels[te],
+    }

@@ -9,6 +9,7 @@ from torch import nn
 
 from landscape.io.data import DataSource
 from landscape.io.losses import LossSpec, resolve_loss
+from landscape.io.model_bundle import call_model
 from landscape.progress import Progress, tracked
 
 
@@ -51,20 +52,33 @@ class TrainResult:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: LossSpec
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: LossSpec,
+    *,
+    data: DataSource | None = None,
 ) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` in eval mode (restores its train flag)."""
+    """Mean loss and accuracy of ``model`` in eval mode (restores its train flag).
+
+    ``data`` (whose ``x`` these are) says how to call the model for keyed token inputs;
+    means are over the loss's units (tokens for ``next_token``).
+    """
     was = model.training
     model.eval()
-    total, correct = 0.0, 0
+    total, correct, n = 0.0, 0, 0
+    counted = loss.classification or loss.correct is not None
     for i in range(0, x.shape[0], 1024):
-        out = model(x[i : i + 1024])
-        total += float(loss.chunk_sum(out, y[i : i + 1024]))
-        if loss.classification:
-            correct += int((out.argmax(-1) == y[i : i + 1024]).sum())
+        xb, yb = x[i : i + 1024], y[i : i + 1024]
+        out = model(xb) if data is None else call_model(model, xb, data)
+        total += float(loss.chunk_sum(out, yb))
+        n += loss.chunk_units(yb)
+        if loss.correct is not None:
+            correct += int(loss.correct(out, yb))
+        elif loss.classification:
+            correct += int((out.argmax(-1) == yb).sum())
     model.train(was)
-    n = x.shape[0]
-    return total / n, (correct / n if loss.classification else float("nan"))
+    return total / n, (correct / n if counted else float("nan"))
 
 
 def train(
@@ -96,6 +110,8 @@ def train(
         >>> r.epochs_run
         2
     """
+    if loss is None and data.keyed:
+        loss = "next_token"
     spec = loss if isinstance(loss, LossSpec) else resolve_loss(loss, data.y_train)
     g = torch.Generator().manual_seed(config.seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -123,11 +139,11 @@ def train(
                 result.steps += 1
                 idx = perm[i : i + config.batch_size]
                 opt.zero_grad(set_to_none=True)
-                out = model(x[idx])
-                lval = spec.chunk_sum(out, y[idx]) / idx.shape[0]
+                out = call_model(model, x[idx], data)
+                lval = spec.chunk_sum(out, y[idx]) / max(spec.chunk_units(y[idx]), 1)
                 lval.backward()
                 opt.step()
-            tl, ta = evaluate(model, x, y, spec)
+            tl, ta = evaluate(model, x, y, spec, data=data)
             result.train_loss.append(tl)
             result.train_accuracy.append(ta)
             result.epochs_run += 1

@@ -14,6 +14,7 @@ import torch
 from torch.func import grad, jvp, vmap
 
 from landscape.engine import CurvatureOperator, ParamSpace
+from landscape.engine.attention import math_attention
 from landscape.errors import ConfigError
 from landscape.io.model_bundle import ModelBundle
 
@@ -98,7 +99,8 @@ def dense_hessian(
         return jvp(g, (th64,), (v,))[1]
 
     eye = torch.eye(space64.dim, device=th64.device, dtype=torch.float64)
-    h = vmap(column, chunk_size=_CHUNK)(eye).detach()
+    with math_attention():
+        h = vmap(column, chunk_size=_CHUNK)(eye).detach()
     return 0.5 * (h + h.T)
 
 

@@ -44,6 +44,17 @@ class DataSource:
     x_test: torch.Tensor | None = None
     y_test: torch.Tensor | None = None
     batch_size: int = 1024
+    input_keys: tuple[str, ...] = ()
+    input_dtypes: tuple[torch.dtype, ...] = ()
+
+    @property
+    def keyed(self) -> bool:
+        """Whether inputs are keyword tensors (``input_ids``, ``attention_mask``, ...).
+
+        Keyed inputs are stored stacked as ``(N, len(input_keys), seq)`` integer tensors;
+        the model is called as ``model(**{key: x[:, i]})`` with each key's own dtype.
+        """
+        return bool(self.input_keys)
 
     @property
     def num_train(self) -> int:
@@ -89,13 +100,17 @@ class DataSource:
 
     def describe(self) -> dict[str, Any]:
         """Return a JSON-ready description of the data."""
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "num_samples": self.num_train,
             "num_test_samples": self.num_test,
             "input_shape": list(self.x_train.shape[1:]),
             "batch_size": self.batch_size,
         }
+        if self.keyed:
+            out["input_keys"] = list(self.input_keys)
+            out["input_shape"] = list(self.x_train.shape[2:])
+        return out
 
 
 def _as_tensor(a: Any, name: str) -> torch.Tensor:
@@ -258,14 +273,66 @@ def synthetic_arrays(
     return x, y
 
 
-def _from_mapping(m: dict[str, Any], name: str) -> tuple[Any, Any, Any, Any]:
+Keys = tuple[tuple[str, torch.dtype], ...]
+Arrays = tuple[Any, Any, Any, Any, Keys]
+TOKEN_KEYS = ("input_ids", "attention_mask", "labels")
+IGNORE_INDEX = -100
+
+
+def _token_split(m: dict[str, Any], name: str, sfx: str) -> tuple[torch.Tensor, torch.Tensor, Keys]:
+    """Stack ``input_ids`` (and ``attention_mask``) of one split; labels, padding → -100."""
+    ids = _as_tensor(m[f"input_ids{sfx}"], f"input_ids{sfx}")
+    if ids.is_floating_point() or ids.dtype == torch.bool or ids.dim() != 2:
+        raise DataError(
+            f"{name}: input_ids{sfx} must be an integer array of shape (N, seq), got"
+            f" {ids.dtype} {tuple(ids.shape)}; store token ids."
+        )
+    parts, keys = [ids], [("input_ids", ids.dtype)]
+    mask = None
+    if f"attention_mask{sfx}" in m:
+        mask = _as_tensor(m[f"attention_mask{sfx}"], f"attention_mask{sfx}")
+        if mask.is_floating_point() or tuple(mask.shape) != tuple(ids.shape):
+            raise DataError(
+                f"{name}: attention_mask{sfx} must be an integer or bool array shaped like"
+                f" input_ids {tuple(ids.shape)}, got {mask.dtype} {tuple(mask.shape)}."
+            )
+        parts.append(mask.long())
+        keys.append(("attention_mask", mask.dtype))
+    labels = _as_tensor(m[f"labels{sfx}"], f"labels{sfx}") if f"labels{sfx}" in m else ids
+    if labels.is_floating_point() or tuple(labels.shape) != tuple(ids.shape):
+        raise DataError(
+            f"{name}: labels{sfx} must be integer token ids shaped like input_ids"
+            f" {tuple(ids.shape)}, got {labels.dtype} {tuple(labels.shape)}."
+        )
+    labels = labels.long()
+    if mask is not None:
+        labels = torch.where(mask == 0, torch.full_like(labels, IGNORE_INDEX), labels)
+    return torch.stack(parts, dim=1), labels, tuple(keys)
+
+
+def _from_tokens(m: dict[str, Any], name: str) -> Arrays:
+    x, y, keys = _token_split(m, name, "")
+    if "input_ids_test" not in m:
+        return x, y, None, None, keys
+    xt, yt, keys_t = _token_split(m, name, "_test")
+    if [k for k, _ in keys_t] != [k for k, _ in keys]:
+        raise DataError(
+            f"{name}: the test split has keys {[k for k, _ in keys_t]} but the training split"
+            f" {[k for k, _ in keys]}; give both the same (e.g. attention_mask_test)."
+        )
+    return x, y, xt, yt, keys
+
+
+def _from_mapping(m: dict[str, Any], name: str) -> Arrays:
+    if "input_ids" in m and "x" not in m:
+        return _from_tokens(m, name)
     for k in ("x", "y"):
         if k not in m:
             raise DataError(
                 f"{name} has no array {k!r} (found: {', '.join(sorted(map(str, m))) or 'none'});"
-                " store inputs as 'x' and targets as 'y'."
+                " store inputs as 'x' and targets as 'y' (or token ids as 'input_ids')."
             )
-    return m["x"], m["y"], m.get("x_test"), m.get("y_test")
+    return m["x"], m["y"], m.get("x_test"), m.get("y_test"), ()
 
 
 def _batch_xy(batch: Any, name: str) -> tuple[Any, Any]:
@@ -304,24 +371,37 @@ def _cat(items: list[Any], what: str, name: str) -> torch.Tensor:
         ) from exc
 
 
-def _from_user_object(obj: Any, name: str) -> tuple[Any, Any, Any, Any]:
+def _token_items(items: list[Any], name: str, join: str) -> Arrays | None:
+    """Dict batches (or samples) with ``input_ids``: concatenated (or stacked) per key."""
+    if not items or not all(isinstance(i, dict) and "input_ids" in i for i in items):
+        return None
+    merge = _cat if join == "cat" else _stack
+    keys = [k for k in TOKEN_KEYS if k in items[0]]
+    return _from_tokens({k: merge([i[k] for i in items], k, name) for k in keys}, name)
+
+
+def _from_user_object(obj: Any, name: str) -> Arrays:
     from torch.utils.data import DataLoader, Dataset, IterableDataset
 
     if isinstance(obj, dict):
         return _from_mapping(obj, name)
     if isinstance(obj, tuple | list) and len(obj) in (2, 4):
         if len(obj) == 2:
-            return obj[0], obj[1], None, None
-        return obj[0], obj[1], obj[2], obj[3]
+            return obj[0], obj[1], None, None, ()
+        return obj[0], obj[1], obj[2], obj[3], ()
     if isinstance(obj, DataLoader):
+        batches = list(obj)
+        tokens = _token_items(batches, name, "cat")
+        if tokens is not None:
+            return tokens
         xs, ys = [], []
-        for batch in obj:
+        for batch in batches:
             x, y = _batch_xy(batch, name)
             xs.append(x)
             ys.append(y)
         if not xs:
             raise DataError(f"data {name!r} is empty; give at least one sample.")
-        return _cat(xs, "inputs", name), _cat(ys, "targets", name), None, None
+        return _cat(xs, "inputs", name), _cat(ys, "targets", name), None, None, ()
     if isinstance(obj, Dataset | IterableDataset):
         if isinstance(obj, IterableDataset) or not hasattr(obj, "__len__"):
             items = list(iter(obj))
@@ -329,12 +409,16 @@ def _from_user_object(obj: Any, name: str) -> tuple[Any, Any, Any, Any]:
             items = [obj[i] for i in range(len(obj))]  # type: ignore[arg-type]
         if not items:
             raise DataError(f"data {name!r} is empty; give at least one sample.")
+        tokens = _token_items(items, name, "stack")
+        if tokens is not None:
+            return tokens
         pairs = [_batch_xy(i, name) for i in items]
         return (
             _stack([p[0] for p in pairs], "inputs", name),
             _stack([p[1] for p in pairs], "targets", name),
             None,
             None,
+            (),
         )
     raise DataError(
         f"{name} returned {type(obj).__name__}; return a Dataset, DataLoader, (x, y) tensors"
@@ -381,6 +465,11 @@ def load_data(
             with arrays ``x``, ``y``
             (and optional ``x_test``, ``y_test``), a ``.pt`` dict of tensors, or
             ``MODULE:FUNCTION`` returning a Dataset, DataLoader, tensors or a dict.
+            Language-model data: instead of ``x``/``y``, token ids ``input_ids``
+            ``(N, seq)`` with optional ``attention_mask`` and ``labels`` (default: the
+            ids; positions with mask 0 become -100) and their ``*_test`` variants, also
+            as dict samples or batches of a Dataset/DataLoader. The model is then called
+            as ``model(input_ids=..., attention_mask=...)``.
         max_samples: cap on training (and test) samples.
         batch_size: chunk size used when streaming.
         test_fraction: held-out fraction when the source has no test split.
@@ -404,6 +493,7 @@ def load_data(
         raise DataError(f"--test-fraction must be in [0, 1), got {test_fraction}.")
     xt: Any = None
     yt: Any = None
+    keys: Keys = ()
     key = spec.strip().lower()
     if key == "digits":
         x, y = digits_arrays()
@@ -412,7 +502,7 @@ def load_data(
     elif key == "synthetic":
         x, y = synthetic_arrays(seed=seed)
     else:
-        x, y, xt, yt = _load_external(spec)
+        x, y, xt, yt, keys = _load_external(spec)
     x_t, y_t = _as_tensor(x, "x"), _as_tensor(y, "y")
     _check_pair(x_t, y_t, spec, "")
     if (xt is None) != (yt is None):
@@ -428,11 +518,20 @@ def load_data(
                 f"data {spec!r}: test inputs have shape {tuple(x_te.shape[1:])} per sample but"
                 f" training inputs {tuple(x_tr.shape[1:])}; they must match."
             )
-    src = DataSource(spec, x_tr, y_tr, x_te, y_te, batch_size=batch_size)
+    src = DataSource(
+        spec,
+        x_tr,
+        y_tr,
+        x_te,
+        y_te,
+        batch_size=batch_size,
+        input_keys=tuple(k for k, _ in keys),
+        input_dtypes=tuple(d for _, d in keys),
+    )
     return src.subset(max_samples)
 
 
-def _load_external(spec: str) -> tuple[Any, Any, Any, Any]:
+def _load_external(spec: str) -> Arrays:
     """Arrays from a ``.npz`` / ``.pt`` file or a ``MODULE:FUNCTION`` reference."""
     path = Path(spec).expanduser()
     if path.suffix.lower() in {".npz", ".pt", ".pth"}:

@@ -14,17 +14,29 @@ from landscape.errors import ConfigError
 from landscape.io.importing import resolve_object
 
 PerSampleLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+UnitCount = Callable[[torch.Tensor], torch.Tensor]
+Correct = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)
 class LossSpec:
     """A loss given as per-sample values.
 
+    The mean loss is ``Σ per_sample / Σ units``: with ``units=None`` each sample is one
+    unit (the mean over samples); a language-model loss counts its predicted tokens, so
+    the mean is per token whatever the chunking.
+
     Attributes:
-        name: ``cross_entropy``, ``mse``, ``gaussian_nll`` or the ``MODULE:FUNCTION``
-            reference.
-        per_sample: maps ``(outputs, targets)`` to a tensor of shape ``(batch,)``.
+        name: ``cross_entropy``, ``mse``, ``gaussian_nll``, ``next_token`` or the
+            ``MODULE:FUNCTION`` reference.
+        per_sample: maps ``(outputs, targets)`` to a tensor of shape ``(batch,)`` (the sum
+            of the sample's unit losses).
         classification: whether accuracy (argmax of outputs) is meaningful.
+        units: maps a chunk's targets to its number of averaging units (a 0-d integer
+            tensor); ``None``: the number of samples.
+        correct: maps ``(outputs, targets)`` to the number of correctly predicted units
+            (a 0-d tensor), for losses whose accuracy is not ``argmax(outputs) == targets``.
         reduction: how per-element values become the reported loss, in words.
         sigma: the noise scale of ``gaussian_nll`` (``None`` for other losses).
     """
@@ -32,12 +44,51 @@ class LossSpec:
     name: str
     per_sample: PerSampleLoss
     classification: bool
+    units: UnitCount | None = None
+    correct: Correct | None = None
     reduction: str = "mean over samples"
     sigma: float | None = None
 
     def chunk_sum(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Sum of per-sample losses over a chunk (divide by the dataset size for the mean)."""
+        """Sum of per-sample losses over a chunk (divide by the total units for the mean)."""
         return self.per_sample(outputs, targets).sum()
+
+    def chunk_units(self, targets: torch.Tensor) -> int:
+        """Averaging units in a chunk: samples, or what ``units`` counts (tokens).
+
+        Example:
+            >>> resolve_loss("next_token").chunk_units(torch.tensor([[1, 2, -100], [3, 4, 5]]))
+            3
+        """
+        if self.units is None:
+            return int(targets.shape[0])
+        return int(self.units(targets))
+
+
+def _shifted(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if out.dim() != 3 or y.dim() != 2 or tuple(out.shape[:2]) != tuple(y.shape):
+        raise ValueError(
+            f"next_token needs logits (batch, seq, vocab) and labels (batch, seq); got"
+            f" {tuple(out.shape)} and {tuple(y.shape)}"
+        )
+    return out[:, :-1], y[:, 1:]
+
+
+def _next_token(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    logits, labels = _shifted(out, y)
+    per_token = F.cross_entropy(
+        logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
+    )
+    return per_token.sum(dim=1)
+
+
+def _next_token_units(y: torch.Tensor) -> torch.Tensor:
+    return (y[:, 1:] != IGNORE_INDEX).sum()
+
+
+def _next_token_correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    logits, labels = _shifted(out, y)
+    return ((logits.argmax(dim=-1) == labels) & (labels != IGNORE_INDEX)).sum()
 
 
 def _cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -122,6 +173,10 @@ def resolve_loss(name: str | None, targets: torch.Tensor | None = None) -> LossS
     compared with their one-hot vectors. A user function may return per-sample losses or a
     batch mean; a loss class (``torch.nn:CrossEntropyLoss``) is built with
     ``reduction="none"``.
+    ``next_token`` (alias ``lm``) is the causal language-model loss: logits at position
+    ``t`` predict label ``t + 1``, labels ``-100`` (and padding) are ignored and the mean
+    is over the predicted tokens; its accuracy is the fraction of those tokens predicted.
+    It is the default for token data (``input_ids``; see ``ModelBundle.from_module``).
 
     Args:
         name: ``cross_entropy``, ``mse``, ``gaussian_nll[:SIGMA]``, ``MODULE:FUNCTION`` or
@@ -148,15 +203,24 @@ def resolve_loss(name: str | None, targets: torch.Tensor | None = None) -> LossS
     if key in {"cross_entropy", "ce", "xent"}:
         return LossSpec("cross_entropy", _cross_entropy, True)
     if key in {"mse", "squared_error", "l2"}:
-        return LossSpec("mse", _mse, False, "mean over elements (torch.nn.MSELoss)")
+        return LossSpec("mse", _mse, False, reduction="mean over elements (torch.nn.MSELoss)")
     if key.split(":")[0] in {"gaussian_nll", "gaussian"}:
         sigma = _sigma(name)
         return LossSpec(
             "gaussian_nll",
             _gaussian_nll(sigma),
             False,
-            f"Gaussian NLL with sigma={sigma:g}, summed over elements, mean over samples",
-            sigma,
+            reduction=f"Gaussian NLL with sigma={sigma:g}, summed over elements, mean over samples",
+            sigma=sigma,
+        )
+    if key in {"next_token", "lm", "causal_lm"}:
+        return LossSpec(
+            "next_token",
+            _next_token,
+            False,
+            _next_token_units,
+            _next_token_correct,
+            reduction="mean over predicted tokens (labels -100 and padding ignored)",
         )
     if ":" in name:
         fn = _user_callable(name)
@@ -164,7 +228,8 @@ def resolve_loss(name: str | None, targets: torch.Tensor | None = None) -> LossS
             name, _wrap_user(fn), targets is None or not targets.dtype.is_floating_point
         )
     raise ConfigError(
-        f"unknown loss {name!r}; use cross_entropy, mse, gaussian_nll[:SIGMA] or MODULE:FUNCTION."
+        f"unknown loss {name!r}; use cross_entropy, mse, gaussian_nll[:SIGMA], next_token (lm)"
+        " or MODULE:FUNCTION."
     )
 
 

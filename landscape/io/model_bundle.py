@@ -80,6 +80,78 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
+def logits_of(out: Any) -> Any:
+    """The logits of a model output: a tensor as is, ``.logits``, ``["logits"]`` or ``[0]``.
+
+    Hugging Face style outputs (any object with a tensor ``logits`` attribute), dicts with
+    ``"logits"`` and tuples/lists (first element) are unwrapped; anything else is returned
+    unchanged.
+
+    Example:
+        >>> logits_of((torch.ones(2, 3), "cache")).shape
+        torch.Size([2, 3])
+    """
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, dict) and isinstance(out.get("logits"), torch.Tensor):
+        return out["logits"]
+    logits = getattr(out, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(out, tuple | list) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    return out
+
+
+def call_model(model: nn.Module, x: torch.Tensor, data: DataSource) -> Any:
+    """``model(x)``, or ``model(input_ids=x[:, 0], ...)`` for keyed data; logits out.
+
+    Example:
+        >>> d = DataSource("d", torch.ones(2, 1, 3, dtype=torch.long), torch.ones(2, 3),
+        ...                input_keys=("input", ), input_dtypes=(torch.float32,))
+        >>> call_model(nn.Identity(), d.x_train, d).shape
+        torch.Size([2, 3])
+    """
+    if not data.keyed:
+        return logits_of(model(x))
+    kw = {
+        k: x[:, i].to(dt)
+        for i, (k, dt) in enumerate(zip(data.input_keys, data.input_dtypes, strict=True))
+    }
+    return logits_of(model(**kw))
+
+
+def _adapted_forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """``forward`` of an adapted private copy: keyed inputs as keywords, logits out."""
+    keys, dtypes = self.__dict__["_landscape_inputs"]
+    forward = type(self).forward
+    if keys and len(args) == 1 and not kwargs:
+        x = args[0]
+        kw = {k: x[:, i].to(dt) for i, (k, dt) in enumerate(zip(keys, dtypes, strict=True))}
+        return logits_of(forward(self, **kw))
+    return logits_of(forward(self, *args, **kwargs))
+
+
+def adapt_module(module: nn.Module, data: DataSource) -> None:
+    """Make a private copy take the engine's one input tensor and return its logits.
+
+    With keyed data (``input_ids`` ...) the stacked input ``x`` of shape
+    ``(batch, keys, seq)`` is passed as ``module(input_ids=x[:, 0], ...)``; outputs are
+    unwrapped with :func:`logits_of`. Only the copy's instance ``forward`` is set (deep
+    copies keep it, bound to the copy); its class and parameter names are unchanged.
+
+    Example:
+        >>> m = nn.Identity()
+        >>> adapt_module(m, DataSource("d", torch.ones(2, 1), torch.ones(2)))
+        >>> m(torch.ones(2, 1)).shape
+        torch.Size([2, 1])
+    """
+    import types
+
+    module.__dict__["_landscape_inputs"] = (data.input_keys, data.input_dtypes)
+    module.__dict__["forward"] = types.MethodType(_adapted_forward, module)
+
+
 def _module_device_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
     for t in list(module.parameters()) + list(module.buffers()):
         if t.is_floating_point():
@@ -131,7 +203,8 @@ class ModelBundle:
         Args:
             model: the user's module (not modified).
             data: data source.
-            loss: a :class:`LossSpec`, a loss name, or ``None`` to infer from the targets.
+            loss: a :class:`LossSpec`, a loss name, or ``None`` to infer from the targets
+                (``next_token`` for token data).
             device: override of the device (default: the model's).
             dtype: override of the dtype (default: the model's).
             provenance: description of where the model came from.
@@ -178,6 +251,15 @@ class ModelBundle:
         if dt != dt0:
             private = private.to(dtype=dt)
         set_eval(private)
+        if data.keyed:
+            if scripted:
+                raise ConfigError(
+                    "token data (input_ids) needs a Python model; TorchScript modules cannot"
+                    " take keyword inputs here. Give a state_dict and --model."
+                )
+            adapt_module(private, data)
+        if loss is None and data.keyed:
+            loss = "next_token"
         spec = loss if isinstance(loss, LossSpec) else resolve_loss(loss, data.y_train)
         bundle = cls(private, data, spec, dev, dt, dict(provenance or {}), bool(scripted))
         if check:
@@ -209,6 +291,10 @@ class ModelBundle:
                 f"data of shape {tuple(self.data.x_train.shape[1:])} per sample does not fit"
                 f" the model ({msg[:160]}); check --data or the model's input size."
             ) from exc
+        if not isinstance(out, torch.Tensor) and not self.scripted:
+            if isinstance(logits_of(out), torch.Tensor):
+                adapt_module(self.module, self.data)
+                out = logits_of(out)
         if not isinstance(out, torch.Tensor):
             raise DataError(
                 f"the model returns {type(out).__name__}, not a tensor; wrap it so forward"

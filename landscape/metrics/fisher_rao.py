@@ -94,5 +94,5 @@ def fisher_rao_norm(
         else:
             hv = jvp(grad(lo), (out,), (fdot,))[1]
             total += (fdot * hv).to(torch.float64).sum()
-    sq = float(total) / space.num_samples(split)
+    sq = float(total) / space.num_units(split)
     return math.sqrt(max(sq, 0.0))

@@ -234,7 +234,7 @@ def pac_bayes_sigma(
     else:
         sigma_se = float("nan")
     norm = float(th.norm())
-    m = space.num_samples("train")
+    m = space.num_units("train")  # samples, or tokens for a per-token loss
     return PacBayesResult(
         sigma=sigma,
         sigma_stderr=sigma_se,

@@ -125,7 +125,7 @@ class LayerHessian:
         self.dim = info.numel
         self.device = space.device
         self.dtype = space.dtype
-        self.n = space.num_samples(split)
+        self.n = space.num_units(split)
         self.matvecs = 0
         self._graphs: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
@@ -144,7 +144,7 @@ class LayerHessian:
         if self._graphs is not None:
             yield from self._graphs
             return
-        keep = -(-self.n // self.space.bundle.data.batch_size) <= 8
+        keep = -(-self.space.num_samples(self.split) // self.space.bundle.data.batch_size) <= 8
         graphs = []
         for x, y in self.space.chunks(self.split):
             gw = self._graph(x, y)

@@ -337,7 +337,7 @@ class PointEvaluator:
             {i.name: v[i.slice].view(i.shape) for i in space.infos} for v in self.dirs.vectors
         ]
         self.buffers = dict(space.buffers)
-        self.n = {s: space.num_samples(s) for s in self.splits}
+        self.n = {s: space.num_units(s) for s in self.splits}
         for s in self.splits:
             if self.n[s] == 0:
                 raise ConfigError(f"the {s} split is empty; give data for it or drop it.")
