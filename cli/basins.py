@@ -19,6 +19,7 @@ from landscape.cli.common import (
     ModelKwargsOpt,
     ModelOpt,
     OutOpt,
+    ParamsOpt,
     QuietOpt,
     SeedOpt,
     TestFractionOpt,
@@ -197,6 +198,7 @@ def basins(
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     seed: SeedOpt = 0,
+    params: ParamsOpt = None,
     out: OutOpt = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="TOML file with a [basins] table.")
@@ -259,7 +261,7 @@ def basins(
             Path(out_dir),
             {"command": "basins", **opts.to_config(loaded), "basins": cfg.to_dict()},
         )
-        summary = run_basins(bundle, run, cfg, progress=prog)
+        summary = run_basins(bundle, run, cfg, progress=prog, params=opts.params or None)
     print_basins(summary, run.path)
 
 

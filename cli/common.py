@@ -22,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError, LandscapeError
 from landscape.io.checkpoint import LoadedModel, load_model, parse_model_kwargs
 from landscape.io.data import load_data
@@ -166,6 +167,14 @@ OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", help="Replace the results of an existing run in --out.")
 ]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an existing run in --out.")]
+ParamsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--params",
+        help="Analyse only the parameters matching this glob over dotted names (repeat),"
+        " e.g. 'enc.layers.0.*' or '*.self_attn.*'; the others are held fixed.",
+    ),
+]
 
 
 @dataclass
@@ -184,6 +193,7 @@ class LoadOptions:
     device: str | None = None
     dtype: str | None = None
     seed: int = 0
+    params: list[str] | None = None
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> LoadOptions:
@@ -211,6 +221,7 @@ class LoadOptions:
             "device": self.device,
             "dtype": self.dtype,
             "seed": self.seed,
+            "params": list(self.params) if self.params else None,
         }
         if loaded is not None:
             cfg["data"] = self.data or loaded.defaults.get("data")
@@ -251,6 +262,11 @@ def load_bundle(opts: LoadOptions) -> tuple[ModelBundle, LoadedModel]:
         scripted=loaded.scripted,
     )
     return bundle, loaded
+
+
+def param_space(bundle: ModelBundle, opts: LoadOptions) -> ParamSpace:
+    """The bundle's parameter space, restricted to ``--params`` when given."""
+    return ParamSpace(bundle, params=opts.params or None)
 
 
 def run_name(path: Path) -> str:

@@ -22,6 +22,7 @@ from landscape.cli.common import (
     ModelKwargsOpt,
     ModelOpt,
     OutOpt,
+    ParamsOpt,
     QuietOpt,
     SeedOpt,
     TestFractionOpt,
@@ -30,10 +31,10 @@ from landscape.cli.common import (
     friendly_errors,
     load_bundle,
     out_console,
+    param_space,
     progress_bars,
     run_name,
 )
-from landscape.engine import ParamSpace
 from landscape.io.rundir import RunDir, default_run_dir, versions
 from landscape.metrics import METRICS, MetricsReport, compute_metrics
 from landscape.metrics._util import positive
@@ -105,6 +106,7 @@ def metrics_command(
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     seed: SeedOpt = 0,
+    params: ParamsOpt = None,
     out: OutOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -114,7 +116,7 @@ def metrics_command(
     sigma = positive("--sigma", sigma)
     opts = LoadOptions.from_params(locals())
     bundle, loaded = load_bundle(opts)
-    space = ParamSpace(bundle)
+    space = param_space(bundle, opts)
     t0 = time.perf_counter()
     with progress_bars(quiet) as p:
         report = compute_metrics(

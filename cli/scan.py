@@ -21,6 +21,7 @@ from landscape.cli.common import (
     ModelOpt,
     OutOpt,
     OverwriteOpt,
+    ParamsOpt,
     QuietOpt,
     ResumeOpt,
     SeedOpt,
@@ -75,6 +76,10 @@ def build_scan_config(preset: str | None, overrides: dict[str, Any]) -> ScanConf
         base["surface_grid"] = tuple(base["surface_grid"])
     if "metric_names" in base:
         base["metric_names"] = tuple(base["metric_names"])
+    if isinstance(base.get("params"), str | list):
+        base["params"] = (
+            (base["params"],) if isinstance(base["params"], str) else tuple(base["params"])
+        )
     cfg = ScanConfig(**base)
     cfg.validate()
     return cfg
@@ -88,7 +93,7 @@ def skipped_notes(summary: dict[str, Any]) -> list[tuple[str, str]]:
         [('surface', 'no'), ('a', 'b')]
     """
     out: list[tuple[str, str]] = []
-    for stage in ("hessian", "metrics", "surface"):
+    for stage in ("hessian", "per_layer", "metrics", "surface"):
         section = summary.get(stage)
         if isinstance(section, dict) and isinstance(section.get("skipped"), str):
             out.append((stage, section["skipped"]))
@@ -117,7 +122,11 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
     t.add_column("value", justify="right")
     h = summary.get("hessian", {})
     rows = [
-        ("parameters", summary.get("model", {}).get("num_params")),
+        (
+            "parameters"
+            + (f" ({', '.join(sel)})" if (sel := summary.get("config", {}).get("params")) else ""),
+            summary.get("model", {}).get("num_params"),
+        ),
         (
             "samples (train / test)",
             f"{summary.get('data', {}).get('num_samples')} / "
@@ -144,7 +153,50 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
     for name, reason in skipped_notes(summary):
         t.add_row(f"{name} (skipped)", reason, style="dim")
     out_console.print(t)
+    per_layer = h.get("per_layer")
+    if isinstance(per_layer, list) and per_layer:
+        out_console.print(per_layer_table(per_layer))
     out_console.print(f"run directory: [bold]{run_dir}[/bold]")
+
+
+def per_layer_table(rows: list[dict[str, Any]]) -> Any:
+    """A rich table of ``hessian.per_layer`` rows (heads and sub-blocks indented).
+
+    Example:
+        >>> row = {"name": "0", "kind": "module", "num_params": 4, "lambda_max": 2.0,
+        ...        "trace": {"mean": 3.0, "stderr": 0.0}, "top_eigenvalues": [2.0, 1.0]}
+        >>> per_layer_table([row]).row_count
+        1
+    """
+    from rich.table import Table
+
+    def num(x: Any) -> str:
+        return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+    t = Table(title="Hessian blocks (principal submatrices)", show_header=True)
+    t.add_column("group")
+    t.add_column("kind")
+    t.add_column("params", justify="right")
+    t.add_column("λmax", justify="right")
+    t.add_column("trace", justify="right")
+    t.add_column("top eigenvalues", justify="right")
+    block: str | None = None
+    for r in rows:
+        kind, name = str(r.get("kind", "")), str(r.get("name"))
+        if kind == "block":
+            block = name
+        nested = block is not None and name != block and name.startswith((block + ".", block + ":"))
+        pad = ("    " if kind == "head" else "  ") if nested else ""
+        tr = r.get("trace", {})
+        m, se = tr.get("mean"), tr.get("stderr")
+        trace = num(m) if not se else f"{num(m)} ± {se:.2g}"
+        lam = num(r.get("lambda_max"))
+        if not r.get("converged", True):
+            lam += " [yellow](not converged)[/yellow]"
+        top = ", ".join(num(v) for v in r.get("top_eigenvalues", []))
+        style = "dim" if kind == "head" else None
+        t.add_row(pad + name, kind, str(r.get("num_params")), lam, trace, top, style=style)
+    return t
 
 
 def scan_checkpoint(
@@ -205,6 +257,7 @@ def scan(
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     seed: SeedOpt = 0,
+    params: ParamsOpt = None,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
     resume: ResumeOpt = False,
@@ -237,6 +290,14 @@ def scan(
     metrics: Annotated[
         bool, typer.Option("--metrics/--no-metrics", help="Flatness metrics.")
     ] = True,
+    per_layer: Annotated[
+        bool,
+        typer.Option(
+            "--per-layer",
+            help="Also λmax, trace and top-3 of the Hessian block of each module, block and"
+            " attention head.",
+        ),
+    ] = False,
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Render figures.")] = True,
     quiet: QuietOpt = False,
 ) -> None:
@@ -251,6 +312,8 @@ def scan(
         "seed": seed,
         "exact": exact or None,
         "surface_grid": parse_grid(grid) if grid else None,
+        "params": tuple(params) if params else None,
+        "per_layer": per_layer or None,
     }
     if not surface:
         overrides["surface"] = False

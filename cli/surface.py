@@ -21,6 +21,7 @@ from landscape.cli.common import (
     ModelOpt,
     OutOpt,
     OverwriteOpt,
+    ParamsOpt,
     QuietOpt,
     ResumeOpt,
     SeedOpt,
@@ -29,6 +30,7 @@ from landscape.cli.common import (
     friendly_errors,
     load_bundle,
     out_console,
+    param_space,
     progress_bars,
     run_name,
 )
@@ -149,13 +151,13 @@ def surface(
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     seed: SeedOpt = 0,
+    params: ParamsOpt = None,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
     resume: ResumeOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Evaluate a loss surface on a 1D/2D/3D grid and write it to a run directory."""
-    from landscape.engine import ParamSpace
     from landscape.io.rundir import RunDir, default_run_dir, versions
     from landscape.surface import (
         GridSpec,
@@ -216,7 +218,7 @@ def surface(
 
     opts = LoadOptions.from_params(locals())
     bundle, loaded = load_bundle(opts)
-    space = ParamSpace(bundle)
+    space = param_space(bundle, opts)
     ignore = "none" if keep_biases else "biasbn"
     with progress_bars(quiet) as progress:
         if directions_file is not None:

@@ -653,7 +653,8 @@ class DataParallel:
         self.context = resolve_context(context)
         self.space = space if space is not None else ParamSpace(bundle)
         if self.context.is_distributed:
-            self.local = ParamSpace(shard_bundle(bundle, self.context, mode=mode))
+            shard = shard_bundle(bundle, self.context, mode=mode)
+            self.local = ParamSpace(shard, params=self.space.params)
         else:
             self.local = self.space
 

@@ -142,7 +142,9 @@ def _reverse_pass(space: ParamSpace, x: torch.Tensor, y: torch.Tensor) -> Callab
 
 def _hvp_bytes(space: ParamSpace, b: int, strategy: str) -> int:
     bundle = space.bundle
-    sub = ParamSpace(replace(bundle, data=replace(bundle.data.subset(b), batch_size=b)))
+    sub = ParamSpace(
+        replace(bundle, data=replace(bundle.data.subset(b), batch_size=b)), params=space.params
+    )
     op = CurvatureOperator(sub, strategy=strategy)
     v = torch.ones(sub.dim, device=sub.device, dtype=sub.dtype)
     if space.device.type == "cuda":

@@ -7,7 +7,8 @@ language-model loss), so the chunk size never changes a value.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import fnmatch
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
@@ -78,6 +79,35 @@ class ParamInfo:
         return slice(self.offset, self.offset + self.numel)
 
 
+def select_names(names: Sequence[str], globs: Sequence[str]) -> list[str]:
+    """The names matching any of ``globs``, in their order.
+
+    A glob matches a dotted parameter name (``fnmatch``, case-sensitive; ``*`` also
+    crosses dots) or a module prefix of it: ``enc.layers.0`` selects every parameter
+    under that module, like ``enc.layers.0.*``.
+
+    Raises:
+        ConfigError: if a glob matches no name (the message lists a few names).
+
+    Example:
+        >>> select_names(["0.weight", "0.bias", "2.weight"], ["*.weight"])
+        ['0.weight', '2.weight']
+        >>> select_names(["0.weight", "0.bias", "2.weight"], ["0"])
+        ['0.weight', '0.bias']
+    """
+
+    def hit(name: str, glob: str) -> bool:
+        return fnmatch.fnmatchcase(name, glob) or fnmatch.fnmatchcase(name, glob + ".*")
+
+    for glob in globs:
+        if not any(hit(n, glob) for n in names):
+            shown = ", ".join(names[:6]) + (f", … ({len(names)} in all)" if len(names) > 6 else "")
+            raise ConfigError(
+                f"--params {glob!r} matches no trainable parameter; available: {shown}."
+            )
+    return [n for n in names if any(hit(n, g) for g in globs)]
+
+
 def _role(module: nn.Module | None, pname: str, shape: tuple[int, ...]) -> str:
     if module is not None and (
         isinstance(module, _NORM_TYPES) or _type_name(module) in _NORM_NAMES
@@ -101,11 +131,18 @@ class ParamSpace:
     ``forward``, ``loss`` and ``grad_graph`` are differentiable in θ all the same and
     Hessian-vector products are reverse-over-reverse.
 
+    ``params`` restricts θ to the parameters matching any of its globs (see
+    :func:`select_names`); the others are constants too, so every operator, metric,
+    surface and basin measure built on the space is the restriction to the selection
+    (the Hessian is the principal submatrix of the full one).
+
     Args:
         bundle: the model, data and loss.
+        params: globs over dotted parameter names (``None``: every trainable parameter).
 
     Raises:
-        ConfigError: if the model has no trainable floating-point parameters.
+        ConfigError: if the model has no trainable floating-point parameters, or a glob
+            of ``params`` matches none of them.
 
     Example:
         >>> from landscape.io.data import load_data
@@ -113,20 +150,37 @@ class ParamSpace:
         >>> space = ParamSpace(b)
         >>> space.dim, round(float(space.loss(space.theta0)), 3) > 0
         (33, True)
+        >>> ParamSpace(b, params=["bias"]).dim
+        3
     """
 
-    def __init__(self, bundle: ModelBundle) -> None:
+    def __init__(self, bundle: ModelBundle, params: Sequence[str] | None = None) -> None:
         self.bundle = bundle
         module = bundle.module
         set_eval(module)
         self.scripted = bundle.scripted or isinstance(module, torch.jit.ScriptModule)
         modules = dict(module.named_modules())
+        if isinstance(params, str):
+            params = [params]
+        self.params: tuple[str, ...] | None = None if params is None else tuple(params)
+        selected: set[str] | None = None
+        if self.params is not None:
+            trainable = [
+                n for n, p in module.named_parameters() if p.requires_grad and p.is_floating_point()
+            ]
+            if not self.params:
+                raise ConfigError("params is empty; give at least one glob or None for all.")
+            selected = set(select_names(trainable, self.params)) if trainable else set()
         infos: list[ParamInfo] = []
         flat: list[torch.Tensor] = []
         frozen: dict[str, torch.Tensor] = {}
         offset = 0
         for name, p in module.named_parameters():
-            if not p.requires_grad or not p.is_floating_point():
+            if (
+                not p.requires_grad
+                or not p.is_floating_point()
+                or (selected is not None and name not in selected)
+            ):
                 frozen[name] = p.detach()
                 continue
             owner = modules.get(name.rpartition(".")[0]) if "." in name else module
@@ -170,6 +224,19 @@ class ParamSpace:
     def names(self) -> list[str]:
         """Names of the tensors in θ, in order."""
         return [i.name for i in self.infos]
+
+    def indices(self, globs: Sequence[str]) -> torch.Tensor:
+        """Indices into θ of the tensors matching ``globs`` (see :func:`select_names`).
+
+        Example:
+            >>> from landscape.io.data import load_data
+            >>> s = ParamSpace(ModelBundle.from_module(nn.Linear(10, 3), load_data("synthetic")))
+            >>> s.indices(["bias"]).tolist()
+            [30, 31, 32]
+        """
+        chosen = set(select_names(self.names, list(globs)))
+        parts = [torch.arange(i.offset, i.offset + i.numel) for i in self.infos if i.name in chosen]
+        return torch.cat(parts)
 
     def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         """Split θ into named tensors (views, differentiable)."""

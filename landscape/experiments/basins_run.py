@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -427,8 +427,13 @@ def run_basins(
     config: BasinsConfig,
     *,
     progress: Progress | None = None,
+    params: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Measure a checkpoint's basin and record it in ``run`` (``summary.json["basins"]``).
+
+    ``params`` restricts every measure to the parameters matching its globs, the others
+    held fixed (see :class:`~landscape.engine.ParamSpace`); the globs are recorded as
+    ``basins.params`` (``None``: all trainable parameters).
 
     Returns:
         The updated summary.
@@ -445,12 +450,13 @@ def run_basins(
     """
     import xarray as xr
 
-    space = ParamSpace(bundle)
+    space = ParamSpace(bundle, params=params)
     loss, acc = space.evaluate()
     result = measure(space, config=config, progress=progress)
     section = result.to_dict()
     arrays = result.arrays()
     section["config"] = config.to_dict()
+    section["params"] = None if space.params is None else list(space.params)
     top: dict[str, Any] = {
         "name": run.path.name,
         "seed": config.seed,

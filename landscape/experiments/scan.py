@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from landscape.engine.distributed import DataParallel, DistributedContext
+from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError, NotApplicable
 from landscape.experiments.sharded_surface import sharded_quick_surface
 from landscape.io.model_bundle import ModelBundle
@@ -50,6 +51,12 @@ class ScanConfig:
         metrics: compute the flatness metrics.
         metric_names: which metrics (empty: every one that applies).
         seed: seed of every random choice.
+        params: globs over dotted parameter names restricting every measure to those
+            parameters, the others held fixed (``None``: all trainable parameters).
+        per_layer: also measure the Hessian block of each module group
+            (:func:`~landscape.hessian.per_layer.layer_groups`): λ_max, trace, top-k.
+        per_layer_top_k: eigenvalues per block.
+        per_layer_trace_matvecs: Hutch++ products per block.
     """
 
     top_k: int = 5
@@ -67,6 +74,10 @@ class ScanConfig:
     metrics: bool = True
     metric_names: tuple[str, ...] = ()
     seed: int = 0
+    params: tuple[str, ...] | None = None
+    per_layer: bool = False
+    per_layer_top_k: int = 3
+    per_layer_trace_matvecs: int = 30
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` on values that cannot work."""
@@ -80,12 +91,21 @@ class ScanConfig:
             raise ConfigError("--slq-runs must be ≥ 1 and --slq-steps ≥ 2.")
         if not 0 < self.tol < 1:
             raise ConfigError(f"--tol must be in (0, 1), got {self.tol}.")
+        if self.params is not None and not self.params:
+            raise ConfigError("--params needs at least one glob; drop it to analyse all.")
+        if self.per_layer_top_k < 1:
+            raise ConfigError(f"per_layer_top_k must be at least 1, got {self.per_layer_top_k}.")
+        if self.per_layer_trace_matvecs < 6:
+            raise ConfigError(
+                f"per_layer_trace_matvecs must be at least 6, got {self.per_layer_trace_matvecs}."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready configuration."""
         d = asdict(self)
         d["surface_grid"] = list(self.surface_grid)
         d["metric_names"] = list(self.metric_names)
+        d["params"] = None if self.params is None else list(self.params)
         return d
 
 
@@ -146,9 +166,10 @@ def run_scan(
         slq_density,
         top_eigenpairs,
     )
+    from landscape.hessian.per_layer import layer_groups, per_layer_hessian
 
     config.validate()
-    dp = DataParallel(bundle, context)
+    dp = DataParallel(bundle, context, space=ParamSpace(bundle, params=config.params))
     run = dp.main_only(run)
     progress = dp.progress(progress)
     summary = run.summary()
@@ -173,6 +194,7 @@ def run_scan(
         section: dict[str, Any] = {
             "name": run.path.name,
             "seed": seed,
+            "config": {"params": None if config.params is None else list(config.params)},
             "versions": versions(),
             "model": {
                 "num_params": space.dim,
@@ -257,6 +279,27 @@ def run_scan(
             finish("hessian", {"hessian": hess}, t0)
         except NotApplicable as exc:
             skip("hessian", exc, t0)
+
+    if config.per_layer and "per_layer" not in done:
+        t0 = time.perf_counter()
+        try:
+            start = op.matvecs
+            rows = per_layer_hessian(
+                op,
+                layer_groups(space),
+                top_k=config.per_layer_top_k,
+                trace_matvecs=config.per_layer_trace_matvecs,
+                tol=config.tol,
+                seed=seed + 5,
+                progress=progress,
+            )
+            section = {
+                "per_layer": [r.to_dict() for r in rows],
+                "per_layer_matvecs": op.matvecs - start,
+            }
+            finish("per_layer", {"hessian": section}, t0)
+        except NotApplicable as exc:
+            skip("per_layer", exc, t0)
 
     if config.metrics and "metrics" not in done:
         compute_metrics = _optional("landscape.metrics", "compute_metrics")

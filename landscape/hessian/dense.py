@@ -35,7 +35,7 @@ def _float64_space(space: ParamSpace) -> ParamSpace:
         provenance=b.provenance,
         check=False,
     )
-    space64 = ParamSpace(copy64)
+    space64 = ParamSpace(copy64, params=space.params)
     space64.buffers = {
         k: (v.to(torch.float64) if v.is_floating_point() else v) for k, v in space.buffers.items()
     }
