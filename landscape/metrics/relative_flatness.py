@@ -24,6 +24,7 @@ import torch
 from torch.func import functional_call
 
 from landscape.engine import CurvatureOperator, Operator, ParamInfo, ParamSpace
+from landscape.engine.attention import math_attention
 from landscape.errors import ConfigError, NotApplicable
 from landscape.hessian import hutchpp_trace
 from landscape.metrics._util import point, positive_int
@@ -134,7 +135,7 @@ class LayerHessian:
         params = self.space.unflatten(self.theta)  # constants: no graph upstream of W
         params[self.info.name] = w.view(self.info.shape)
         params.update(self.space.buffers)
-        with torch.enable_grad():
+        with torch.enable_grad(), math_attention():
             out = functional_call(self.space.bundle.module, params, (x,), strict=False)
             loss = self.space.bundle.loss.chunk_sum(out, y)
             (g,) = torch.autograd.grad(loss, w, create_graph=True)
