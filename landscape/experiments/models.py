@@ -67,6 +67,54 @@ def digits_cnn(channels: int = 16, num_classes: int = 10, batchnorm: bool = True
     )
 
 
+class _BasicBlock(nn.Module):
+    """Two 3×3 convolutions with BatchNorm and an identity skip connection."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        c = channels
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``relu(x + bn2(conv2(relu(bn1(conv1(x))))))``."""
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(x + self.bn2(self.conv2(out)))
+
+
+class DigitsResNet(nn.Module):
+    """A residual network for 8×8 digit images (see :func:`digits_resnet`)."""
+
+    def __init__(self, channels: int = 8, blocks: int = 2, num_classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, channels, 3, padding=1)
+        self.bn = nn.BatchNorm2d(channels)
+        self.blocks = nn.Sequential(*[_BasicBlock(channels) for _ in range(blocks)])
+        self.head = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of a batch of 8×8 images (``(n, 1, 8, 8)`` or flattened ``(n, 64)``)."""
+        if x.dim() == 2:  # flattened 8×8 images
+            x = x.view(x.shape[0], 1, 8, 8)
+        h = self.blocks(torch.relu(self.bn(self.stem(x))))
+        return self.head(h.mean(dim=(2, 3)))
+
+
+def digits_resnet(channels: int = 8, blocks: int = 2, num_classes: int = 10) -> nn.Module:
+    """A small ResNet for 8×8 digits: BatchNorm and identity skips (2,554 parameters).
+
+    A stem convolution, ``blocks`` basic blocks of two 3×3 convolutions with BatchNorm
+    and an identity skip, global average pooling and a linear head.
+
+    Example:
+        >>> sum(p.numel() for p in digits_resnet().parameters())
+        2554
+    """
+    return DigitsResNet(channels, blocks, num_classes)
+
+
 def tiny_cnn(channels: int = 4, num_classes: int = 10) -> nn.Module:
     """A CNN with BatchNorm small enough for a dense Hessian (about 1.2k parameters).
 
