@@ -103,6 +103,42 @@ def skipped_notes(summary: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+def trace_label(trace: Any) -> str:
+    """The table label of the trace, naming its estimator.
+
+    Example:
+        >>> trace_label({"method": "krylov-deflated"}), trace_label({"method": "hutch++"})
+        ('trace (Krylov-deflated)', 'trace (Hutch++)')
+    """
+    method = trace.get("method") if isinstance(trace, dict) else None
+    names = {"krylov-deflated": "Krylov-deflated", "hutch++": "Hutch++"}
+    return f"trace ({names.get(str(method), method)})" if method else "trace"
+
+
+def matvec_budget(summary: dict[str, Any]) -> str:
+    """Hessian-vector products per stage, as one table cell (empty when none ran).
+
+    Example:
+        >>> matvec_budget({"hessian": {"matvecs": 300, "sweep": {"matvecs": {"lanczos": 60,
+        ...     "slq": 240, "trace": 0}}}, "metrics": {"details": {"hessian_matvecs": 0}}})
+        'hessian 300 (Lanczos 60, SLQ 240, trace 0) · metrics 0'
+    """
+    parts: list[str] = []
+    h = summary.get("hessian", {})
+    if isinstance(h.get("matvecs"), int):
+        text = f"hessian {h['matvecs']}"
+        mv = h.get("sweep", {}).get("matvecs", {})
+        if mv:
+            text += f" (Lanczos {mv.get('lanczos')}, SLQ {mv.get('slq')}, trace {mv.get('trace')})"
+        parts.append(text)
+    if isinstance(h.get("per_layer_matvecs"), int):
+        parts.append(f"per-layer {h['per_layer_matvecs']}")
+    m = summary.get("metrics", {}).get("details", {})
+    if isinstance(m.get("hessian_matvecs"), int):
+        parts.append(f"metrics {m['hessian_matvecs']}")
+    return " · ".join(parts)
+
+
 def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
     """Print the scan's key numbers as a table."""
     from rich.table import Table
@@ -138,7 +174,7 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
         ("test accuracy", summary.get("test_accuracy")),
         ("top eigenvalues", h.get("top_eigenvalues")),
         ("bottom eigenvalues", h.get("bottom_eigenvalues")),
-        ("trace (Hutch++)", h.get("trace")),
+        (trace_label(h.get("trace")), h.get("trace")),
         ("Frobenius norm", h.get("frobenius")),
     ]
     metrics = summary.get("metrics", {})
@@ -150,6 +186,11 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
         rows.append(("surface", f"{'x'.join(map(str, s['grid']))}, min loss {fmt(s['min_loss'])}"))
     for name, val in rows:
         t.add_row(name, fmt(val))
+    if h.get("trace_note"):
+        t.add_row("trace (note)", str(h["trace_note"]), style="yellow")
+    budget = matvec_budget(summary)
+    if budget:
+        t.add_row("Hessian-vector products", budget)
     for name, reason in skipped_notes(summary):
         t.add_row(f"{name} (skipped)", reason, style="dim")
     out_console.print(t)

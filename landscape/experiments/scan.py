@@ -10,6 +10,7 @@ section and the scan goes on; so does a metric inside the metrics stage (its rea
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import time
@@ -28,6 +29,7 @@ from landscape.io.rundir import RunDir, versions
 from landscape.progress import Progress
 
 EXACT_MAX_PARAMS = 5000
+METRICS_TOP_K = 10  # the metrics' top-k (their λmax and effective rank), kept from the sweep
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,18 @@ class ScanConfig:
     Attributes:
         top_k: number of largest Hessian eigenvalues.
         bottom_k: number of most negative eigenvalues.
-        trace_matvecs: Hessian-vector products for Hutch++.
-        frobenius_probes: probes for the Frobenius norm.
+        trace_matvecs: most Hessian-vector products the trace and Frobenius probes spend
+            of their own (the sweep); Hutch++'s budget when ``sweep`` is off.
+        frobenius_probes: probes of the separate Frobenius estimate (``sweep`` off).
         slq_runs: stochastic Lanczos quadrature runs.
         slq_steps: Lanczos steps per SLQ run.
+        sweep: one shared Krylov sweep (:func:`~landscape.hessian.sweep.spectrum`): the
+            eigenpair run is also the first SLQ run and the deflation basis of the trace
+            and Frobenius norm, whose probes are the other SLQ runs' starts and stop at
+            ``trace_tol``/``frobenius_tol``. Off: each estimator with its own budget.
+        trace_tol: relative standard error at which the trace stops (and above which it
+            is reported as not resolved).
+        frobenius_tol: relative standard error at which the Frobenius norm stops.
         exact: also compute the dense float64 Hessian spectrum (≤ 5000 parameters).
         tol: relative residual tolerance of the eigenpairs.
         strategy: Hessian-vector product strategy (``auto``, ``cached``, ``reverse``,
@@ -65,6 +75,9 @@ class ScanConfig:
     frobenius_probes: int = 30
     slq_runs: int = 5
     slq_steps: int = 60
+    sweep: bool = True
+    trace_tol: float = 0.01
+    frobenius_tol: float = 0.02
     exact: bool = False
     tol: float = 1e-6
     strategy: str = "auto"
@@ -91,6 +104,9 @@ class ScanConfig:
             raise ConfigError("--slq-runs must be ≥ 1 and --slq-steps ≥ 2.")
         if not 0 < self.tol < 1:
             raise ConfigError(f"--tol must be in (0, 1), got {self.tol}.")
+        for name, t in (("trace_tol", self.trace_tol), ("frobenius_tol", self.frobenius_tol)):
+            if not 0 < t < 1:
+                raise ConfigError(f"{name} must be in (0, 1), got {t}.")
         if self.params is not None and not self.params:
             raise ConfigError("--params needs at least one glob; drop it to analyse all.")
         if self.per_layer_top_k < 1:
@@ -167,6 +183,7 @@ def run_scan(
         top_eigenpairs,
     )
     from landscape.hessian.per_layer import layer_groups, per_layer_hessian
+    from landscape.hessian.sweep import spectrum
 
     config.validate()
     dp = DataParallel(bundle, context, space=ParamSpace(bundle, params=config.params))
@@ -220,11 +237,64 @@ def run_scan(
         finish("evaluate", section, t0)
 
     op = dp.operator(strategy=config.strategy)
+    reuse: dict[str, Any] = {}  # measured at θ₀ by the sweep, offered to the metrics
     if "hessian" not in done:
         t0 = time.perf_counter()
         try:
             k = min(config.top_k, space.dim)
-            top = top_eigenpairs(op, k, tol=config.tol, seed=seed, progress=progress)
+            if config.sweep:
+                sw = spectrum(
+                    op,
+                    top_k=k,
+                    bottom_k=min(config.bottom_k, space.dim),
+                    keep_top=METRICS_TOP_K if config.metrics else 0,
+                    tol=config.tol,
+                    slq_runs=config.slq_runs,
+                    slq_steps=config.slq_steps,
+                    trace_tol=config.trace_tol,
+                    frobenius_tol=config.frobenius_tol,
+                    trace_matvecs=config.trace_matvecs,
+                    seed=seed,
+                    progress=progress,
+                )
+                top, bot, trace_est, fro_est, dens = (
+                    sw.top,
+                    sw.bottom,
+                    sw.trace,
+                    sw.frobenius,
+                    sw.density,
+                )
+                reuse = {"top_eigenpairs": top, "trace": trace_est, "frobenius": fro_est}
+                top = dataclasses.replace(
+                    top,
+                    values=top.values[:k],
+                    residuals=top.residuals[:k],
+                    converged=top.converged[:k],
+                )
+            else:
+                top = top_eigenpairs(op, k, tol=config.tol, seed=seed, progress=progress)
+                bot = None
+                if config.bottom_k > 0:
+                    bot = bottom_eigenpairs(
+                        op,
+                        min(config.bottom_k, space.dim),
+                        tol=config.tol,
+                        seed=seed + 1,
+                        progress=progress,
+                    )
+                trace_est = hutchpp_trace(
+                    op, config.trace_matvecs, seed=seed + 2, progress=progress
+                )
+                fro_est = frobenius_norm(
+                    op, config.frobenius_probes, seed=seed + 3, progress=progress
+                )
+                dens = slq_density(
+                    op,
+                    num_runs=config.slq_runs,
+                    num_steps=min(config.slq_steps, space.dim),
+                    seed=seed + 4,
+                    progress=progress,
+                )
             hess: dict[str, Any] = {
                 "top_eigenvalues": top.values.tolist(),
                 "top_residuals": top.residuals.tolist(),
@@ -232,31 +302,26 @@ def run_scan(
                 "strategy": op.strategy,
             }
             arrays = {"hessian_top_eigenvalues": ("top_k", np.asarray(top.values))}
-            if config.bottom_k > 0:
-                bot = bottom_eigenpairs(
-                    op,
-                    min(config.bottom_k, space.dim),
-                    tol=config.tol,
-                    seed=seed + 1,
-                    progress=progress,
-                )
+            if bot is not None:
                 hess["bottom_eigenvalues"] = bot.values.tolist()
                 hess["bottom_residuals"] = bot.residuals.tolist()
                 hess["bottom_converged"] = [bool(c) for c in bot.converged]
                 arrays["hessian_bottom_eigenvalues"] = ("bottom_k", np.asarray(bot.values))
-            hess["trace"] = hutchpp_trace(
-                op, config.trace_matvecs, seed=seed + 2, progress=progress
-            ).to_dict()
-            hess["frobenius"] = frobenius_norm(
-                op, config.frobenius_probes, seed=seed + 3, progress=progress
-            ).to_dict()
-            dens = slq_density(
-                op,
-                num_runs=config.slq_runs,
-                num_steps=min(config.slq_steps, space.dim),
-                seed=seed + 4,
-                progress=progress,
+            hess["trace"] = trace_est.to_dict()
+            hess["frobenius"] = fro_est.to_dict()
+            resolved = trace_est.stderr <= config.trace_tol * abs(trace_est.mean)
+            hess["trace_resolved"] = bool(sw.trace_resolved if config.sweep else resolved)
+            hess["trace_note"] = (
+                sw.trace_note
+                if config.sweep
+                else None
+                if resolved
+                else f"trace not resolved: relative standard error"
+                f" {trace_est.stderr / max(abs(trace_est.mean), 1e-300):.0%} after"
+                f" {config.trace_matvecs} HVPs; raise --trace-matvecs."
             )
+            if config.sweep:
+                hess["sweep"] = {"krylov_dim": sw.krylov_dim, "matvecs": dict(sw.matvecs)}
             arrays["slq_grid"] = ("slq_point", np.asarray(dens.grid))
             arrays["slq_density"] = ("slq_point", np.asarray(dens.density))
             arrays["slq_density_stderr"] = ("slq_point", np.asarray(dens.density_stderr))
@@ -307,7 +372,11 @@ def run_scan(
             t0 = time.perf_counter()
             try:
                 report = compute_metrics(
-                    space, names=list(config.metric_names) or None, seed=seed, progress=progress
+                    space,
+                    names=list(config.metric_names) or None,
+                    seed=seed,
+                    progress=progress,
+                    precomputed=reuse or None,
                 )
                 finish("metrics", {"metrics": report.to_dict()}, t0)
             except NotApplicable as exc:

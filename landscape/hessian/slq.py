@@ -24,13 +24,35 @@ from landscape.results import SpectralDensity
 _BREAKDOWN_EPS = 100.0
 
 
-def _batched_lanczos(
-    op: Operator, starts: torch.Tensor, steps: int, progress: Progress | None
+def batched_lanczos(
+    op: Operator,
+    starts: torch.Tensor,
+    steps: int,
+    progress: Progress | None,
+    *,
+    first_products: list[torch.Tensor] | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Run Lanczos with full reorthogonalization from each row of ``starts`` together.
 
-    Returns, per run, the diagonal and off-diagonal of its tridiagonal matrix (a run stops
-    early when its Krylov space is invariant, where its quadrature is already exact).
+    Args:
+        op: the symmetric operator.
+        starts: start vectors as rows ``(runs, dim)`` (normalized here).
+        steps: Lanczos steps per run.
+        progress: optional progress reporter (one step per Lanczos step of all runs).
+        first_products: when a list is given, ``A v₀`` of the normalized starts (shape
+            ``(runs, dim)``) is appended to it: the first step's products, for estimators
+            that use the same probes (trace and Frobenius residuals).
+
+    Returns:
+        Per run, the diagonal and off-diagonal of its tridiagonal matrix (a run stops
+        early when its Krylov space is invariant, where its quadrature is already exact).
+
+    Example:
+        >>> from landscape.engine import DenseOperator
+        >>> op = DenseOperator(torch.diag(torch.arange(1.0, 5.0, dtype=torch.float64)))
+        >>> (d, e), = batched_lanczos(op, torch.ones(1, 4, dtype=torch.float64), 4, None)
+        >>> round(float(d.sum()), 9)  # tr T = tr A once the space is the whole space
+        10.0
     """
     runs, dim = starts.shape
     q = torch.zeros(runs, steps, dim, device=op.device, dtype=op.dtype)
@@ -50,6 +72,8 @@ def _batched_lanczos(
             every = idx.size == runs
             q[it, j] = v[it]
             w = op.matmat(v if every else v[it]).to(dtype=op.dtype)
+            if j == 0 and first_products is not None:
+                first_products.append(w.clone())
             basis = q[:, : j + 1] if every else q[it, : j + 1]  # (r, j+1, dim)
             h = torch.einsum("rjd,rd->rj", basis, w)
             w = w - torch.einsum("rj,rjd->rd", h, basis)
@@ -144,7 +168,41 @@ def slq_density(
     start_mv = int(op.matvecs)
     gen = make_generator(op.device, seed)
     starts = draw_probes(gen, num_runs, dim, device=op.device, dtype=op.dtype)
-    tri = _batched_lanczos(op, starts, steps, progress)
+    tri = batched_lanczos(op, starts, steps, progress)
+    return density_from_tridiagonals(
+        tri, sigma=sigma, grid_size=grid_size, matvecs=int(op.matvecs) - start_mv
+    )
+
+
+def density_from_tridiagonals(
+    tri: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    sigma: float | None = None,
+    grid_size: int = 400,
+    matvecs: int = 0,
+) -> SpectralDensity:
+    """The SLQ density from the tridiagonal matrices of Lanczos runs from Rademacher starts.
+
+    Runs may have different lengths: each is its own Gauss quadrature.
+
+    Args:
+        tri: per run, the diagonal and off-diagonal of its ``T``.
+        sigma: Gaussian broadening width; default 1% of the spread of the Ritz values.
+        grid_size: number of grid points.
+        matvecs: the products the runs cost (recorded in the result).
+
+    Returns:
+        :class:`~landscape.results.SpectralDensity` as :func:`slq_density` describes.
+
+    Example:
+        >>> d = np.array([1.0, 2.0]); e = np.array([0.0])
+        >>> sd = density_from_tridiagonals([(d, e)], grid_size=50)
+        >>> round(float(trapezoid(sd.density, sd.grid)), 6)
+        1.0
+    """
+    num_runs = len(tri)
+    if num_runs == 0:
+        raise ConfigError("SLQ needs at least one Lanczos run.")
     width = max(d.size for d, _ in tri)
     nodes = np.zeros((num_runs, width))
     weights = np.zeros((num_runs, width))
@@ -176,5 +234,5 @@ def slq_density(
         nodes=nodes,
         weights=weights,
         sigma=float(sigma),
-        matvecs=int(op.matvecs) - start_mv,
+        matvecs=int(matvecs),
     )

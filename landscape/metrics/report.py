@@ -197,6 +197,7 @@ def compute_metrics(
     sigma: float = 0.01,
     theta: torch.Tensor | None = None,
     progress: Progress | None = None,
+    precomputed: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> MetricsReport:
     """Compute flatness and sharpness metrics of a model, stating their invariance.
@@ -212,6 +213,13 @@ def compute_metrics(
         sigma: σ of ``average_sharpness``.
         theta: the point (default the model's parameters).
         progress: optional progress reporter.
+        precomputed: curvature already measured at the model's parameters with the same
+            data and loss, to reuse instead of recomputing: ``top_eigenpairs``
+            (:class:`~landscape.results.Eigenpairs`, for λmax and the effective rank when
+            it holds at least ``top_k`` pairs), ``trace`` and ``frobenius``
+            (:class:`~landscape.results.Estimate`). Used only when the metrics are taken
+            at those parameters (no ``theta``, no canonicalization applied); the names
+            reused are listed in ``details["reused"]``.
         **options: see :data:`DEFAULT_OPTIONS`.
 
     Returns:
@@ -294,6 +302,19 @@ def compute_metrics(
         return op
 
     pairs = None
+    known: dict[str, Any] = {}
+    if precomputed and theta is None and not applied:
+        known = dict(precomputed)
+        given = known.get("top_eigenpairs")
+        if given is not None and len(given.values) >= min(opts["top_k"], space.dim):
+            pairs = given
+            details["top_eigenvalues"] = [_json_float(v) for v in pairs.values]
+            if not pairs.all_converged:
+                warnings.append(
+                    f"{int((~pairs.converged).sum())} of {len(pairs.values)} top"
+                    " eigenpairs did not reach the tolerance; λmax may be low."
+                )
+    reused: list[str] = []
     cache: dict[str, tuple[float, float]] = {}
 
     def train_eval() -> tuple[float, float]:
@@ -323,6 +344,8 @@ def compute_metrics(
                             values["test_accuracy"] = ta
                         values["generalization_gap"] = tl - train_eval()[0]
                 elif name in ("lambda_max", "effective_rank"):
+                    if pairs is not None and pairs is known.get("top_eigenpairs"):
+                        reused.append(name)
                     if pairs is None:
                         k = min(opts["top_k"], space.dim)
                         pairs = top_eigenpairs(
@@ -349,6 +372,9 @@ def compute_metrics(
                         else:
                             values["effective_rank"] = effective_rank(pairs.values)
                             details["effective_rank_spectrum"] = f"top-{len(pairs.values)}"
+                elif name in ("trace", "frobenius") and known.get(name) is not None:
+                    values[name] = known[name]
+                    reused.append(name)
                 elif name == "trace":
                     values["trace"] = trace(
                         hessian(), num_matvecs=opts["trace_matvecs"], seed=seed, progress=progress
@@ -429,8 +455,10 @@ def compute_metrics(
                 skipped[name] = str(exc)
             timing[name] = time.perf_counter() - t0
             task.advance()
+    if reused:
+        details["reused"] = reused
+    details["hessian_matvecs"] = int(op.matvecs) if op is not None else 0
     if op is not None:
-        details["hessian_matvecs"] = int(op.matvecs)
         op.release()
     settings = {
         "radius": radius,
