@@ -57,6 +57,7 @@ import torch
 from torch import nn
 
 from landscape.errors import ConfigError, NotApplicable
+from landscape.progress import Progress, tracked
 
 TW_QUANTILE_99 = 2.0234
 """The 99% quantile of the Tracy–Widom (β = 1) law (Tracy & Widom 1996)."""
@@ -547,6 +548,26 @@ def _layer_stats(
     )
 
 
+def _too_small(name: str, shape: tuple[int, ...], n: int, m: int) -> LayerSpectrum:
+    why = f"matrix {n}x{m} has a dimension below 2"
+    return LayerSpectrum(
+        name,
+        shape,
+        (n, m),
+        np.zeros(0),
+        _NAN,
+        _NAN,
+        _NAN,
+        _NAN,
+        PowerLawFit.undefined(why),
+        _NAN,
+        MarchenkoPasturFit.undefined(n / m, why),
+        None,
+        _NAN,
+        why,
+    )
+
+
 def _randomized(w: torch.Tensor, seed: int) -> torch.Tensor:
     """``w``'s entries permuted by a CPU generator seeded with ``seed``, then centred."""
     g = torch.Generator().manual_seed(seed)
@@ -565,6 +586,7 @@ def weight_spectra(
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
     max_batch_elements: int = 1 << 26,
+    progress: Progress | None = None,
 ) -> WeightSpectra:
     """The weight spectra of every weight matrix of ``module``, without data.
 
@@ -581,6 +603,7 @@ def weight_spectra(
         seed: seeds the permutation of layer ``i`` with ``seed + i``.
         dtype: the floating type of the SVD (float64 by default).
         max_batch_elements: the largest stack of entries per SVD call.
+        progress: reports one step per weight matrix.
 
     Returns:
         The :class:`WeightSpectra`.
@@ -614,54 +637,40 @@ def weight_spectra(
     for i, (_, w) in enumerate(mats):
         r, c = int(w.shape[0]), int(w.shape[1])
         groups.setdefault((max(r, c), min(r, c)), []).append(i)
-    for (n, m), members in groups.items():
-        if m < 2:
-            for i in members:
-                name = mats[i][0]
-                why = f"matrix {n}x{m} has a dimension below 2"
-                results[i] = LayerSpectrum(
-                    name,
-                    shapes[name],
-                    (n, m),
-                    np.zeros(0),
-                    _NAN,
-                    _NAN,
-                    _NAN,
-                    _NAN,
-                    PowerLawFit.undefined(why),
-                    _NAN,
-                    MarchenkoPasturFit.undefined(n / m, why),
-                    None,
-                    _NAN,
-                    why,
-                )
-            continue
-        per_call = max(1, max_batch_elements // (n * m))
-        for a in range(0, len(members), per_call):
-            chunk = members[a : a + per_call]
-            stack = []
-            rstack = []
-            for i in chunk:
-                w = mats[i][1].to(dtype)
-                w = w if w.shape[0] >= w.shape[1] else w.T
-                stack.append(w)
-                if traps:
-                    rstack.append(_randomized(w, seed + i))
-            with torch.no_grad():
-                sv = torch.linalg.svdvals(torch.stack(stack))
-                rsv = torch.linalg.svdvals(torch.stack(rstack)) if traps else None
-            for k, i in enumerate(chunk):
-                name = mats[i][0]
-                results[i] = _layer_stats(
-                    name,
-                    shapes[name],
-                    sv[k],
-                    None if rsv is None else rsv[k],
-                    n,
-                    m,
-                    min_tail,
-                    max_candidates,
-                )
+    with tracked(progress, "weight spectra", len(mats)) as task:
+        for (n, m), members in groups.items():
+            if m < 2:
+                for i in members:
+                    results[i] = _too_small(mats[i][0], shapes[mats[i][0]], n, m)
+                task.advance(len(members))
+                continue
+            per_call = max(1, max_batch_elements // (n * m))
+            for a in range(0, len(members), per_call):
+                chunk = members[a : a + per_call]
+                stack = []
+                rstack = []
+                for i in chunk:
+                    w = mats[i][1].to(dtype)
+                    w = w if w.shape[0] >= w.shape[1] else w.T
+                    stack.append(w)
+                    if traps:
+                        rstack.append(_randomized(w, seed + i))
+                with torch.no_grad():
+                    sv = torch.linalg.svdvals(torch.stack(stack))
+                    rsv = torch.linalg.svdvals(torch.stack(rstack)) if traps else None
+                for k, i in enumerate(chunk):
+                    name = mats[i][0]
+                    results[i] = _layer_stats(
+                        name,
+                        shapes[name],
+                        sv[k],
+                        None if rsv is None else rsv[k],
+                        n,
+                        m,
+                        min_tail,
+                        max_candidates,
+                    )
+                task.advance(len(chunk))
     settings = {
         "normalization": "X = W^T W / N, N = max dim",
         "min_tail": min_tail,
