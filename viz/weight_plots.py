@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from landscape.errors import ConfigError
+from landscape.errors import ConfigError, RunDirError
 from landscape.metrics.weight_spectra import LayerSpectrum, WeightSpectra
 from landscape.viz.style import check_formats, new_figure, save_figure, style_context, width
 
@@ -176,6 +176,47 @@ def alpha_figure(spectra: WeightSpectra, *, style: str = "paper") -> Any:
         ax.set_xticks(idx[:: max(1, n // 12)])
     ax.legend(loc="best", fontsize="small")
     return fig
+
+
+def has_weights(ds: Any, summary: dict[str, Any]) -> bool:
+    """Whether a run holds weight spectra (the summary's layers and the ESD arrays)."""
+    w = summary.get("weights")
+    return isinstance(w, dict) and bool(w.get("layers")) and "weights_esd" in ds
+
+
+def load_weight_spectra(run_dir: str | Path) -> WeightSpectra:
+    """The weight spectra of a run: ``summary["weights"]`` with the ESDs of ``results.nc``.
+
+    Raises:
+        RunDirError: the run holds no weight spectra.
+    """
+    from landscape.viz.data import open_run
+
+    run = open_run(run_dir)
+    ds: Any = run.read_arrays() if run.results_path.exists() else {}
+    summary = run.summary()
+    if not has_weights(ds, summary):
+        raise RunDirError(
+            f"{run.path} holds no weight spectra; run `landscape weights` on the checkpoint."
+        )
+    return WeightSpectra.from_dict(
+        summary["weights"], ds["weights_esd"].values, ds["weights_esd_layer"].values
+    )
+
+
+def run_weight_figures(
+    run_dir: str | Path,
+    *,
+    formats: tuple[str, ...] | str = ("png",),
+    style: str = "paper",
+    dpi: float | None = None,
+) -> list[Path]:
+    """:func:`weight_figures` of a run directory, into ``RUN/figures``."""
+    from landscape.viz.data import open_run
+
+    run = open_run(run_dir)
+    spectra = load_weight_spectra(run.path)
+    return weight_figures(spectra, run.subdir("figures"), formats=formats, style=style, dpi=dpi)
 
 
 def weight_figures(

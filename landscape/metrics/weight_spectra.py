@@ -65,6 +65,13 @@ TW_QUANTILE_99 = 2.0234
 _NAN = float("nan")
 
 
+def _f(x: Any) -> float:
+    """A float from JSON (``"nan"``/``"inf"`` strings and None become floats)."""
+    if x is None:
+        return _NAN
+    return float(x)
+
+
 # -- results -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PowerLawFit:
@@ -95,6 +102,18 @@ class PowerLawFit:
     def undefined(cls, note: str) -> PowerLawFit:
         """A not-fit result carrying its reason."""
         return cls(_NAN, _NAN, _NAN, 0, _NAN, note)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PowerLawFit:
+        """Inverse of :meth:`to_dict` (after a JSON round trip)."""
+        return cls(
+            _f(d["alpha"]),
+            _f(d["xmin"]),
+            _f(d["ks"]),
+            int(d["n_tail"]),
+            _f(d["alpha_stderr"]),
+            d.get("note"),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON scalars."""
@@ -139,6 +158,19 @@ class MarchenkoPasturFit:
     def undefined(cls, q: float, note: str) -> MarchenkoPasturFit:
         """A not-fit result carrying its reason."""
         return cls(_NAN, q, _NAN, _NAN, _NAN, 0, note)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MarchenkoPasturFit:
+        """Inverse of :meth:`to_dict` (after a JSON round trip)."""
+        return cls(
+            _f(d["sigma2"]),
+            _f(d["q"]),
+            _f(d["lambda_minus"]),
+            _f(d["lambda_plus"]),
+            _f(d["threshold"]),
+            int(d["spikes"] or 0),
+            d.get("note"),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON scalars."""
@@ -215,6 +247,27 @@ class LayerSpectrum:
             "note": self.note,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], eigenvalues: np.ndarray) -> LayerSpectrum:
+        """Inverse of :meth:`to_dict`, with the ESD from the arrays."""
+        n, m = (int(v) for v in d["matrix_shape"])
+        return cls(
+            name=str(d["name"]),
+            shape=tuple(int(v) for v in d["shape"]),
+            matrix_shape=(n, m),
+            eigenvalues=np.asarray(eigenvalues, dtype=np.float64),
+            lambda_max=_f(d["lambda_max"]),
+            stable_rank=_f(d["stable_rank"]),
+            log_spectral_norm=_f(d["log_spectral_norm"]),
+            log_frobenius_norm=_f(d["log_frobenius_norm"]),
+            power_law=PowerLawFit.from_dict(d["power_law"]),
+            weighted_alpha=_f(d["weighted_alpha"]),
+            mp=MarchenkoPasturFit.from_dict(d["mp"]),
+            traps=None if d.get("traps") is None else int(d["traps"]),
+            randomized_lambda_max=_f(d["randomized_lambda_max"]),
+            note=d.get("note"),
+        )
+
 
 @dataclass(frozen=True, eq=False)
 class WeightSpectra:
@@ -277,6 +330,26 @@ class WeightSpectra:
             "weights_esd": np.concatenate(values) if values else np.zeros(0),
             "weights_esd_layer": np.concatenate(index) if index else np.zeros(0, np.int64),
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], esd: np.ndarray, esd_layer: np.ndarray) -> WeightSpectra:
+        """Rebuild from :meth:`to_dict` (e.g. ``summary["weights"]``) and :meth:`to_arrays`.
+
+        Example:
+            >>> import json
+            >>> from torch import nn
+            >>> ws = weight_spectra(nn.Linear(30, 20))
+            >>> back = WeightSpectra.from_dict(
+            ...     json.loads(json.dumps(ws.to_dict())), *ws.to_arrays().values())
+            >>> back.layers[0].alpha == ws.layers[0].alpha
+            True
+        """
+        esd = np.asarray(esd, dtype=np.float64)
+        which = np.asarray(esd_layer, dtype=np.int64)
+        layers = tuple(
+            LayerSpectrum.from_dict(lay, esd[which == i]) for i, lay in enumerate(d["layers"])
+        )
+        return cls(layers, dict(d.get("settings", {})))
 
 
 # -- fits --------------------------------------------------------------------------------

@@ -212,3 +212,18 @@ def test_module_is_not_mutated_and_results_are_seeded() -> None:
     assert d["averages"]["stable_rank"] == pytest.approx(
         np.mean([lay.stable_rank for lay in a.layers])
     )
+
+
+def test_round_trip_through_json_and_arrays() -> None:
+    from landscape.metrics.weight_spectra import WeightSpectra
+
+    torch.manual_seed(9)
+    model = nn.Sequential(nn.Linear(40, 30), nn.Linear(30, 4), nn.Linear(4, 1))
+    ws = weight_spectra(model)
+    d = json.loads(json.dumps(_jsonable(ws.to_dict())))  # nan → "nan", as in summary.json
+    arrays = ws.to_arrays()
+    back = WeightSpectra.from_dict(d, arrays["weights_esd"], arrays["weights_esd_layer"])
+    assert json.dumps(_jsonable(back.to_dict())) == json.dumps(_jsonable(ws.to_dict()))
+    for a, b in zip(ws.layers, back.layers, strict=True):
+        np.testing.assert_array_equal(a.eigenvalues, b.eigenvalues)
+    assert back.layers[2].note is not None and back.layers[1].power_law.note is not None
