@@ -361,7 +361,7 @@ def run_metrics(run: RunData) -> dict[str, tuple[Estimate, str]]:
             out[key] = (est, role)
     weights = s.get("weights")
     averages = weights.get("averages") if isinstance(weights, Mapping) else None
-    if isinstance(averages, Mapping):
+    if isinstance(weights, Mapping) and isinstance(averages, Mapping):
         n_fit = int(weights.get("num_fit") or 0)
         for name in ("alpha", "weighted_alpha"):
             value = as_float(averages.get(name))

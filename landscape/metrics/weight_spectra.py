@@ -15,6 +15,8 @@ parameter with ``ndim ≥ 2`` whose name does not end in ``bias``), oriented so 
   ``D`` between the tail's empirical CDF and ``1 − (λ/x_min)^(1−α)``; the ``x_min``
   with the smallest ``D`` is kept (at most ``max_candidates`` candidates, evenly spaced
   in rank). ``alpha_stderr = (α − 1)/√n``. ``weighted_alpha = α·log10 λmax``.
+  Eigenvalues of numerically zero singular values (``s ≤ s_max·N·eps``) are left out of
+  the fit; ``rank`` counts the others.
 - **Norms** — ``stable_rank = ‖W‖_F² / ‖W‖₂²``; ``log_spectral_norm = log10 ‖W‖₂``;
   ``log_frobenius_norm = log10 ‖W‖_F`` (of ``W`` itself, not of ``X``).
 - **Marchenko–Pastur bulk** — with ``Q = N/M ≥ 1`` the MP law of ``X`` for i.i.d. entries
@@ -204,6 +206,8 @@ class LayerSpectrum:
         traps: spikes of the randomized matrix (None when its MP fit is undefined).
         randomized_lambda_max: the largest eigenvalue of the randomized matrix.
         note: why the layer could not be analysed at all (None otherwise).
+        rank: the numerical rank, singular values above ``s_max·N·eps`` (NumPy's
+            ``matrix_rank`` rule); the power law is fit to these eigenvalues only.
     """
 
     name: str
@@ -220,6 +224,7 @@ class LayerSpectrum:
     traps: int | None
     randomized_lambda_max: float
     note: str | None = None
+    rank: int = 0
 
     @property
     def alpha(self) -> float:
@@ -233,6 +238,7 @@ class LayerSpectrum:
             "shape": list(self.shape),
             "matrix_shape": list(self.matrix_shape),
             "num_eigenvalues": int(self.eigenvalues.size),
+            "rank": self.rank,
             "lambda_max": self.lambda_max,
             "stable_rank": self.stable_rank,
             "log_spectral_norm": self.log_spectral_norm,
@@ -266,6 +272,7 @@ class LayerSpectrum:
             traps=None if d.get("traps") is None else int(d["traps"]),
             randomized_lambda_max=_f(d["randomized_lambda_max"]),
             note=d.get("note"),
+            rank=int(d.get("rank") or 0),
         )
 
 
@@ -409,7 +416,7 @@ def powerlaw_fit(
     alpha = 1.0 + n / s
     ks = torch.empty_like(alpha)
     j = torch.arange(m, device=x.device)
-    chunk = max(1, (1 << 22) // m)
+    chunk = max(1, (1 << 20) // m)
     for a in range(0, int(idx.numel()), chunk):
         ii, al, nn_ = idx[a : a + chunk], alpha[a : a + chunk], n[a : a + chunk]
         k = (j[None, :] - ii[:, None]).to(torch.float64)  # rank inside the tail
@@ -595,7 +602,9 @@ def _layer_stats(
             why,
         )
     lam_max = smax**2 / n
-    pl = powerlaw_fit(ev_t, min_tail=min_tail, max_candidates=max_candidates)
+    nonzero = torch.flip(sv, [0]) > smax * n * torch.finfo(sv.dtype).eps
+    rank = int(nonzero.sum())
+    pl = powerlaw_fit(ev_t[nonzero], min_tail=min_tail, max_candidates=max_candidates)
     mp = mp_fit(ev, n, m)
     traps: int | None = None
     rmax = _NAN
@@ -618,6 +627,7 @@ def _layer_stats(
         mp=mp,
         traps=traps,
         randomized_lambda_max=rmax,
+        rank=rank,
     )
 
 

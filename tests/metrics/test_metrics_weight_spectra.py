@@ -227,3 +227,13 @@ def test_round_trip_through_json_and_arrays() -> None:
     for a, b in zip(ws.layers, back.layers, strict=True):
         np.testing.assert_array_equal(a.eigenvalues, b.eigenvalues)
     assert back.layers[2].note is not None and back.layers[1].power_law.note is not None
+
+
+def test_numerically_zero_eigenvalues_stay_out_of_the_fit() -> None:
+    g = torch.Generator().manual_seed(10)
+    lam = torch.cat([_pareto(600, 2.0, g), torch.zeros(200, dtype=torch.float64)])
+    w = _with_esd(lam, 1000, g)  # rank 600: 200 eigenvalues are rounding noise near 0
+    lay = weight_spectra(_linear(w), traps=False).layers[0]
+    assert lay.rank == 600 and lay.eigenvalues.size == 800
+    assert lay.power_law.n_tail <= 600 and abs(lay.alpha - 2.0) < 0.1, lay.power_law
+    assert weight_spectra(_linear(torch.randn(50, 20, generator=g))).layers[0].rank == 20
