@@ -85,8 +85,8 @@ def _svd_dtype(name: str | None, device: torch.device) -> torch.dtype:
     dt = parse_dtype(name)
     if dt is None:
         return torch.float32 if device.type == "mps" else torch.float64
-    if not dt.is_floating_point:
-        raise ConfigError(f"--dtype {name} is not a floating type; use float32 or float64.")
+    if dt not in (torch.float32, torch.float64):
+        raise ConfigError(f"--dtype {name} cannot run an SVD; use float32 or float64.")
     return dt
 
 

@@ -693,7 +693,7 @@ def weight_spectra(
 
     Raises:
         NotApplicable: the module has no weight matrix (or none matches ``params``).
-        ConfigError: ``min_tail`` below 2 or a non-floating ``dtype``.
+        ConfigError: ``min_tail`` below 2 or a ``dtype`` other than float32/float64.
 
     Example:
         >>> import torch
@@ -706,8 +706,9 @@ def weight_spectra(
     """
     if min_tail < 2:
         raise ConfigError(f"--min-tail must be at least 2 (got {min_tail}).")
-    if not dtype.is_floating_point:
-        raise ConfigError(f"dtype must be a floating type (got {dtype}).")
+    if dtype not in (torch.float32, torch.float64):
+        name = str(dtype).replace("torch.", "")
+        raise ConfigError(f"--dtype {name} cannot run an SVD; use float32 or float64.")
     mats = weight_matrices(module, params)
     if not mats:
         which = f" matching {', '.join(params)}" if params else ""

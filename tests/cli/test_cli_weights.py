@@ -76,6 +76,7 @@ def test_weights_command_adds_to_an_existing_run(ckpt: Path, tmp_path: Path) -> 
         (["--format", "gif"], "--format 'gif' is not supported"),
         (["--params", "nothing.*"], "no weight matrix matching nothing.*"),
         (["--dtype", "float16x"], "unknown --dtype"),
+        (["--dtype", "bfloat16"], "--dtype bfloat16 cannot run an SVD"),
     ],
 )
 def test_weights_command_bad_input(ckpt: Path, tmp_path: Path, extra, needle) -> None:
