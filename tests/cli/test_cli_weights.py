@@ -90,3 +90,15 @@ def test_weights_command_bad_input(ckpt: Path, tmp_path: Path, extra, needle) ->
 def test_weights_command_missing_checkpoint(tmp_path: Path) -> None:
     r = runner.invoke(app, ["weights", str(tmp_path / "nope.pt")])
     assert r.exit_code == 2 and r.output.startswith("error: ") and "does not exist" in r.output
+
+
+def test_render_redraws_a_weights_run(ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "w"
+    r = runner.invoke(app, ["weights", str(ckpt), "--out", str(out), "-q", "--no-figures"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["render", str(out), "--format", "png"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (out / "figures").iterdir()) == [
+        "weights_alpha.png",
+        "weights_esd.png",
+    ]
