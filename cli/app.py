@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "surface",
     "render",
     "metrics",
+    "weights",
     "basins",
     "experiment",
     "compare",

@@ -93,7 +93,7 @@ def skipped_notes(summary: dict[str, Any]) -> list[tuple[str, str]]:
         [('surface', 'no'), ('a', 'b')]
     """
     out: list[tuple[str, str]] = []
-    for stage in ("hessian", "per_layer", "metrics", "surface"):
+    for stage in ("hessian", "per_layer", "metrics", "weights", "surface"):
         section = summary.get(stage)
         if isinstance(section, dict) and isinstance(section.get("skipped"), str):
             out.append((stage, section["skipped"]))
@@ -181,6 +181,15 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
     for key in ("eps_sharpness", "adaptive_sharpness", "average_sharpness", "pac_bayes_sigma"):
         if key in metrics:
             rows.append((key.replace("_", " "), metrics[key]))
+    w = summary.get("weights")
+    if isinstance(w, dict) and "skipped" not in w and "averages" in w:
+        rows.append(
+            (
+                "weights: mean α (fitted layers)",
+                f"{fmt(w['averages'].get('alpha'))} ({w.get('num_fit')}/{w.get('num_layers')}),"
+                f" {w.get('mp_spikes')} MP spikes, {w.get('traps')} traps",
+            )
+        )
     if "surface" in summary and "skipped" not in summary["surface"]:
         s = summary["surface"]
         rows.append(("surface", f"{'x'.join(map(str, s['grid']))}, min loss {fmt(s['min_loss'])}"))
@@ -339,6 +348,10 @@ def scan(
             " attention head.",
         ),
     ] = False,
+    weights: Annotated[
+        bool,
+        typer.Option("--weights/--no-weights", help="Data-free weight spectra (ESD α, MP)."),
+    ] = True,
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Render figures.")] = True,
     quiet: QuietOpt = False,
 ) -> None:
@@ -360,6 +373,8 @@ def scan(
         overrides["surface"] = False
     if not metrics:
         overrides["metrics"] = False
+    if not weights:
+        overrides["weights"] = False
     cfg = build_scan_config(preset, overrides)
     run_dir, summary = scan_checkpoint(
         opts, cfg, out, overwrite=overwrite, resume=resume, quiet=quiet, figures=figures

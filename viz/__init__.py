@@ -23,6 +23,7 @@ _EXPORTS = {
     "offscreen_available": "landscape.viz.render3d",
     "render_html": "landscape.viz.html_scene",
     "scan_figures": "landscape.viz.scan",
+    "weight_figures": "landscape.viz.weight_plots",
     "set_style": "landscape.viz.style",
     "style_params": "landscape.viz.style",
     "load_surface": "landscape.viz.data",

@@ -52,7 +52,14 @@ def plan(
         require: raise :class:`RunDirError` when there is nothing to draw (and when
             ``html`` is asked for without a surface).
     """
-    from landscape.viz import html_scene, render3d, spectrum, surface_plots, vtk_export
+    from landscape.viz import (
+        html_scene,
+        render3d,
+        spectrum,
+        surface_plots,
+        vtk_export,
+        weight_plots,
+    )
     from landscape.viz.data import read_results
 
     fmts = check_formats(formats)
@@ -65,7 +72,8 @@ def plan(
     summary = run.summary()
     steps: list[Step] = []
     surf = read_surface(ds, run.path) if has_surface(ds) else None
-    if require and surf is None and not has_spectrum(ds, summary):
+    weights = weight_plots.has_weights(ds, summary)
+    if require and surf is None and not has_spectrum(ds, summary) and not weights:
         raise RunDirError(
             f"{run.results_path} holds no surface and no Hessian spectrum to draw; compute one"
             " with `landscape surface` or `landscape scan`."
@@ -89,6 +97,13 @@ def plan(
             Step(
                 "spectrum figure",
                 lambda: spectrum.spectrum_figure(run.path, formats=fmts, style=style),
+            )
+        )
+    if weights:
+        steps.append(
+            Step(
+                "weight spectra figures",
+                lambda: weight_plots.run_weight_figures(run.path, formats=fmts, style=style),
             )
         )
     if surf is not None and vtk:

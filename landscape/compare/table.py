@@ -63,6 +63,8 @@ _LABELS = {
     "lambda_min": "λmin (most negative eigenvalue)",
     "trace": "Hessian trace",
     "frobenius": "Hessian Frobenius norm",
+    "weights.alpha": "mean ESD α over weight layers",
+    "weights.weighted_alpha": "mean weighted α (α·log10 λmax)",
 }
 
 
@@ -77,6 +79,8 @@ _SHORT = {
     "lambda_min": "λmin",
     "trace": "trace",
     "frobenius": "Frobenius",
+    "weights.alpha": "α (weights)",
+    "weights.weighted_alpha": "weighted α",
 }
 
 
@@ -355,6 +359,17 @@ def run_metrics(run: RunData) -> dict[str, tuple[Estimate, str]]:
     if isinstance(metrics, Mapping):
         for key, est, role in _flatten_metrics(metrics):
             out[key] = (est, role)
+    weights = s.get("weights")
+    averages = weights.get("averages") if isinstance(weights, Mapping) else None
+    if isinstance(weights, Mapping) and isinstance(averages, Mapping):
+        n_fit = int(weights.get("num_fit") or 0)
+        for name in ("alpha", "weighted_alpha"):
+            value = as_float(averages.get(name))
+            if math.isfinite(value):
+                out[f"weights.{name}"] = (
+                    Estimate(value, math.nan, n_fit, "mean over fitted layers"),
+                    "info",
+                )
     return out
 
 
@@ -369,6 +384,13 @@ def _skip_reason(run: RunData, key: str) -> str | None:
             return str(skipped[name])
         if isinstance(metrics.get("skipped"), str) and key.startswith("metrics."):
             return str(metrics["skipped"])
+    weights = s.get("weights")
+    if key.startswith("weights."):
+        if isinstance(weights, Mapping) and isinstance(weights.get("skipped"), str):
+            return str(weights["skipped"])
+        if isinstance(weights, Mapping) and not weights.get("num_fit"):
+            return "no layer has enough eigenvalues for a power-law fit"
+        return None
     hess = s.get("hessian")
     if (
         not key.startswith("metrics.")

@@ -67,6 +67,8 @@ class ScanConfig:
             (:func:`~landscape.hessian.per_layer.layer_groups`): λ_max, trace, top-k.
         per_layer_top_k: eigenvalues per block.
         per_layer_trace_matvecs: Hutch++ products per block.
+        weights: compute the data-free weight spectra
+            (:func:`~landscape.metrics.weight_spectra.weight_spectra`) of every weight matrix.
     """
 
     top_k: int = 5
@@ -91,6 +93,7 @@ class ScanConfig:
     per_layer: bool = False
     per_layer_top_k: int = 3
     per_layer_trace_matvecs: int = 30
+    weights: bool = True
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` on values that cannot work."""
@@ -381,6 +384,30 @@ def run_scan(
                 finish("metrics", {"metrics": report.to_dict()}, t0)
             except NotApplicable as exc:
                 skip("metrics", exc, t0)
+
+    if config.weights and "weights" not in done:
+        weight_spectra = _optional("landscape.metrics.weight_spectra", "weight_spectra")
+        if weight_spectra is not None:
+            import torch
+
+            t0 = time.perf_counter()
+            try:
+                spectra = weight_spectra(
+                    bundle.module,
+                    params=config.params,
+                    seed=seed,
+                    dtype=torch.float32 if bundle.device.type == "mps" else torch.float64,
+                    progress=progress,
+                )
+                arrays_w = spectra.to_arrays()
+                run.write_arrays(
+                    xr.Dataset(
+                        {k2: ("weights_esd_index", v) for k2, v in arrays_w.items()},
+                    )
+                )
+                finish("weights", {"weights": spectra.to_dict()}, t0)
+            except NotApplicable as exc:
+                skip("weights", exc, t0)
 
     if config.surface and "surface" not in done:
         quick_surface = _optional("landscape.surface", "quick_surface")

@@ -29,6 +29,9 @@ Estimates that are stochastic (trace, Frobenius, average sharpness, PAC-Bayes σ
 flatness by Hutch++) are :class:`landscape.results.Estimate` with a standard error.
 The same table, with notes, is in ``docs/metrics.md``.
 
+Data-free weight spectra (ESD power-law α, Marchenko–Pastur spikes, correlation traps,
+stable rank; WeightWatcher style) are in :mod:`landscape.metrics.weight_spectra`.
+
 Example:
     >>> import torch
     >>> from landscape.engine import ParamSpace
@@ -53,14 +56,26 @@ from landscape.metrics.sharpness import (
     eps_sharpness,
 )
 from landscape.metrics.spectral import effective_rank, frobenius, lambda_max, trace
+from landscape.metrics.weight_spectra import (
+    LayerSpectrum,
+    MarchenkoPasturFit,
+    PowerLawFit,
+    WeightSpectra,
+    powerlaw_fit,
+    weight_spectra,
+)
 
 __all__ = [
     "DEFAULT_OPTIONS",
     "METRICS",
     "CanonicalInfo",
+    "LayerSpectrum",
+    "MarchenkoPasturFit",
     "MetricsReport",
     "PacBayesResult",
+    "PowerLawFit",
     "SharpnessResult",
+    "WeightSpectra",
     "adaptive_sharpness",
     "analyse",
     "average_sharpness",
@@ -74,6 +89,8 @@ __all__ = [
     "lambda_max",
     "pac_bayes_bound",
     "pac_bayes_sigma",
+    "powerlaw_fit",
     "relative_flatness",
     "trace",
+    "weight_spectra",
 ]

@@ -26,7 +26,7 @@ runner = CliRunner()
 
 MLP = "landscape.experiments.models:mlp"
 MLP_KW = {"in_features": 64, "hidden": 8, "num_classes": 10}
-STAGES = ("evaluate", "hessian", "metrics", "surface")
+STAGES = ("evaluate", "hessian", "metrics", "weights", "surface")
 FORMATS = (
     "state_dict", "safetensors", "torchscript", "export", "landscape_bundle", "pickled_module"
 )  # fmt: skip
@@ -84,6 +84,7 @@ def _check(summary: dict[str, Any], fmt: str, names: list[str]) -> None:
         if "skipped" in section and isinstance(section["skipped"], str):
             assert section["skipped"], stage  # a skipped stage says why
     assert summary["hessian"]["top_eigenvalues"]  # no format lacks the Hessian
+    assert [lay["matrix_shape"] for lay in summary["weights"]["layers"]] == [[64, 8], [10, 8]]
     assert summary["surface"]["min_loss"] <= summary["surface"]["center_loss"] + 1e-6
     metrics = summary["metrics"]
     skipped = metrics["skipped"]
