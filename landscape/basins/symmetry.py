@@ -13,8 +13,12 @@ activations, by rescaling a unit's incoming weights by ``c > 0`` and its outgoin
   by ``scipy.optimize.linear_sum_assignment`` with the other permutations fixed, iterated in
   a seeded random layer order until no permutation changes.
 
-Only MLP-shaped parameter spaces are supported: a chain of 2-D weights ``W_l`` of shape
-``(h_l, h_{l−1})``, each optionally followed by its bias of length ``h_l``.
+:func:`weight_matching`, :func:`rebalance` and friends work on MLP-shaped parameter spaces: a
+chain of 2-D weights ``W_l`` of shape ``(h_l, h_{l−1})``, each optionally followed by its bias
+of length ``h_l``. :func:`permutation_spec` and :func:`match_permutations` extend permutation
+alignment to (nested) ``nn.Sequential`` CNNs with BatchNorm: a hidden layer's permutation acts
+on its conv out-channels, on the BatchNorm after it (affine parameters and running statistics
+together) and on the next layer's inputs, through ``Flatten`` as blocks of ``H·W`` inputs.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
+from torch import nn
 
 from landscape.basins._batched import outputs_many
 from landscape.engine.params import ParamSpace
-from landscape.errors import ConfigError
+from landscape.errors import ConfigError, NotApplicable
 
 
 @dataclass(frozen=True)
@@ -316,3 +321,305 @@ def canonicalize(space: ParamSpace, theta: torch.Tensor) -> torch.Tensor:
             " homogeneous; align without rescaling (rescale=False) for this model."
         )
     return out
+
+
+# -- permutation specs for Sequential MLPs and CNNs with BatchNorm ---------------------
+@dataclass(frozen=True)
+class AxisPerm:
+    """One tensor axis permuted by a unit group.
+
+    Attributes:
+        group: index of the permutation group (one per hidden Linear/Conv layer).
+        block: consecutive entries per unit; a conv channel flattened into a Linear layer's
+            inputs spans ``block = H·W`` entries.
+    """
+
+    group: int
+    block: int = 1
+
+
+@dataclass(frozen=True)
+class PermutationSpec:
+    """Which axes of which named tensors each hidden-unit permutation acts on.
+
+    Attributes:
+        sizes: number of units of each group.
+        axes: for every permuted tensor (parameters and BatchNorm running statistics), one
+            entry per axis: the :class:`AxisPerm` acting on it or ``None``.
+        layers: names of the layers that own each group (for messages).
+    """
+
+    sizes: tuple[int, ...]
+    axes: dict[str, tuple[AxisPerm | None, ...]]
+    layers: tuple[str, ...]
+
+
+_PASS_THROUGH: tuple[type, ...] = (
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.ReLU6,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Softplus,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+)
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def _leaves(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    """Leaf modules of nested ``nn.Sequential`` containers, in forward order."""
+    if isinstance(module, nn.Sequential):
+        out: list[tuple[str, nn.Module]] = []
+        for name, child in module.named_children():
+            out += _leaves(child, f"{prefix}{name}.")
+        return out
+    return [(prefix[:-1], module)]
+
+
+def permutation_spec(space: ParamSpace) -> PermutationSpec:
+    """The hidden-unit permutation symmetry of a Sequential MLP or CNN with BatchNorm.
+
+    Every ``nn.Linear`` / ``nn.Conv{1,2,3}d`` layer but the last opens a group permuting its
+    output units (rows / out-channels); the group also acts on the next weight layer's
+    inputs and on a BatchNorm between them (weight, bias, running mean and variance
+    together). A ``Flatten`` after convolutions makes each channel a block of ``H·W``
+    inputs of the next Linear layer. Element-wise activations, dropout and pooling pass
+    units through unchanged.
+
+    Raises:
+        NotApplicable: for a model that is not a (nested) ``nn.Sequential`` of such layers,
+            naming the first unsupported layer (residual blocks, attention, LayerNorm, ...).
+
+    Example:
+        >>> from landscape.experiments.models import digits_cnn
+        >>> from landscape.io import ModelBundle, load_data
+        >>> sp = ParamSpace(ModelBundle.from_module(digits_cnn(4), load_data("digits")))
+        >>> spec = permutation_spec(sp)
+        >>> spec.sizes, spec.axes["8.weight"]
+        ((4, 8, 16), (AxisPerm(group=2, block=1), AxisPerm(group=1, block=16)))
+    """
+    module = space.bundle.module
+    if not isinstance(module, nn.Sequential):
+        raise NotApplicable(
+            f"permutation alignment supports nn.Sequential MLPs and CNNs; the model is a"
+            f" {type(module).__name__} (residual or custom forward); align it yourself."
+        )
+    leaves = _leaves(module)
+    weight_idx = [i for i, (_, m) in enumerate(leaves) if isinstance(m, (nn.Linear, *_CONV))]
+    if len(weight_idx) < 2:
+        raise NotApplicable("the network has fewer than two Linear/Conv layers: no unit symmetry.")
+    last = weight_idx[-1]
+    sizes: list[int] = []
+    owners: list[str] = []
+    axes: dict[str, tuple[AxisPerm | None, ...]] = {}
+    group: int | None = None
+    flattened = False
+    for i, (name, m) in enumerate(leaves):
+        pre = f"{name}." if name else ""
+        if isinstance(m, (nn.Linear, *_CONV)):
+            n_in = m.in_features if isinstance(m, nn.Linear) else m.in_channels
+            inp: AxisPerm | None = None
+            if group is not None:
+                size = sizes[group]
+                if isinstance(m, nn.Linear) and flattened:
+                    if n_in % size:
+                        raise NotApplicable(
+                            f"layer {name!r} has {n_in} inputs, not a multiple of the"
+                            f" {size} channels before Flatten."
+                        )
+                    inp = AxisPerm(group, n_in // size)
+                elif n_in != size:
+                    raise NotApplicable(f"layer {name!r} takes {n_in} inputs, expected {size}.")
+                else:
+                    inp = AxisPerm(group)
+            if isinstance(m, _CONV) and (m.groups != 1 or flattened):
+                raise NotApplicable(
+                    f"layer {name!r} ({type(m).__name__}, groups={m.groups}) is not supported"
+                    " by permutation alignment."
+                )
+            out: AxisPerm | None = None
+            if i != last:
+                n_out = m.out_features if isinstance(m, nn.Linear) else m.out_channels
+                sizes.append(int(n_out))
+                owners.append(name)
+                group = len(sizes) - 1
+                out = AxisPerm(group)
+            else:
+                group = None
+            ndim = m.weight.dim()
+            axes[pre + "weight"] = (out, inp) + (None,) * (ndim - 2)
+            if m.bias is not None:
+                axes[pre + "bias"] = (out,)
+            flattened = False
+        elif isinstance(m, _BN):
+            if group is not None:
+                if m.num_features != sizes[group]:
+                    raise NotApplicable(
+                        f"layer {name!r} normalizes {m.num_features} features, expected"
+                        f" {sizes[group]}."
+                    )
+                for leaf in ("weight", "bias", "running_mean", "running_var"):
+                    if getattr(m, leaf, None) is not None:
+                        axes[pre + leaf] = (AxisPerm(group),)
+        elif isinstance(m, nn.Flatten):
+            flattened = group is not None and i > weight_idx[0] and _after_conv(leaves, i)
+        elif isinstance(m, _PASS_THROUGH):
+            continue
+        else:
+            raise NotApplicable(
+                f"permutation alignment does not support layer {name!r}"
+                f" ({type(m).__name__}); it handles Sequential stacks of Linear, Conv,"
+                " BatchNorm, activations, pooling and Flatten."
+            )
+    return PermutationSpec(tuple(sizes), axes, tuple(owners))
+
+
+def _after_conv(leaves: list[tuple[str, nn.Module]], i: int) -> bool:
+    """Whether the last weight layer before leaf ``i`` is a convolution."""
+    for _, m in reversed(leaves[:i]):
+        if isinstance(m, nn.Linear):
+            return False
+        if isinstance(m, _CONV):
+            return True
+    return False
+
+
+def _index(perm: torch.Tensor, block: int) -> torch.Tensor:
+    if block == 1:
+        return perm
+    return (perm.unsqueeze(1) * block + torch.arange(block, device=perm.device)).reshape(-1)
+
+
+def _permute_tensor(
+    t: torch.Tensor,
+    axes: tuple[AxisPerm | None, ...],
+    perms: Sequence[torch.Tensor],
+    skip: int | None = None,
+) -> torch.Tensor:
+    for ax, ap in enumerate(axes):
+        if ap is None or ax == skip:
+            continue
+        t = t.index_select(ax, _index(perms[ap.group].to(t.device), ap.block))
+    return t
+
+
+def permute_named(
+    spec: PermutationSpec,
+    tensors: dict[str, torch.Tensor],
+    perms: Sequence[np.ndarray | torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """Apply ``perms`` (unit ``i`` of group ``g`` becomes old unit ``perms[g][i]``) by name.
+
+    Tensors the spec does not mention (the last layer's bias, counters) are returned as
+    they are; the input is not changed.
+    """
+    if len(perms) != len(spec.sizes):
+        raise ConfigError(f"give one permutation per group ({len(spec.sizes)}).")
+    ps = [torch.as_tensor(np.asarray(p), dtype=torch.long) for p in perms]
+    out = dict(tensors)
+    for name, axes in spec.axes.items():
+        if name in out:
+            out[name] = _permute_tensor(out[name], axes, ps)
+    return out
+
+
+def permute_theta(
+    space: ParamSpace,
+    spec: PermutationSpec,
+    theta: torch.Tensor,
+    perms: Sequence[np.ndarray | torch.Tensor],
+) -> torch.Tensor:
+    """θ with its hidden units permuted by ``perms`` (see :func:`permute_named`)."""
+    named = {k: v.clone() for k, v in space.unflatten(theta.detach()).items()}
+    return space.flatten(permute_named(spec, named, perms))
+
+
+def _unit_rows(t: torch.Tensor, ax: int, ap: AxisPerm) -> torch.Tensor:
+    """``t`` as a matrix with one row per unit of the axis ``ax``."""
+    shape = list(t.shape)
+    split = shape[:ax] + [shape[ax] // ap.block, ap.block] + shape[ax + 1 :]
+    return t.reshape(split).movedim(ax, 0).reshape(split[ax], -1)
+
+
+def match_permutations(
+    space: ParamSpace,
+    theta_a: torch.Tensor,
+    theta_b: torch.Tensor,
+    *,
+    max_iter: int = 100,
+    seed: int = 0,
+) -> Alignment:
+    """Weight matching for any model :func:`permutation_spec` covers (MLPs, CNNs with BN).
+
+    Maximizes ``Σ_tensors ⟨W^A, π(W^B)⟩`` over the unit permutations, one group at a time
+    by ``linear_sum_assignment`` with the others fixed, in a seeded random group order until
+    no permutation changes (Ainsworth et al. 2023). Only parameters in θ enter the score;
+    apply the same permutations to B's running statistics with :func:`permute_named`.
+
+    Raises:
+        NotApplicable: for models outside :func:`permutation_spec`.
+
+    Example:
+        >>> from landscape.experiments.models import digits_cnn
+        >>> from landscape.io import ModelBundle, load_data
+        >>> sp = ParamSpace(ModelBundle.from_module(digits_cnn(4), load_data("digits")))
+        >>> spec = permutation_spec(sp)
+        >>> rng = np.random.default_rng(0)
+        >>> pb = permute_theta(sp, spec, sp.theta0, [rng.permutation(n) for n in spec.sizes])
+        >>> bool(torch.equal(match_permutations(sp, sp.theta0, pb).theta, sp.theta0))
+        True
+    """
+    spec = permutation_spec(space)
+    a = {k: v.double().cpu() for k, v in space.unflatten(theta_a.detach()).items()}
+    b = {k: v.double().cpu() for k, v in space.unflatten(theta_b.detach()).items()}
+    perms = [torch.arange(n) for n in spec.sizes]
+    rng = np.random.default_rng(seed)
+    users: list[list[tuple[str, int]]] = [[] for _ in spec.sizes]
+    for name, axes in spec.axes.items():
+        if name in a:
+            for ax, ap in enumerate(axes):
+                if ap is not None:
+                    users[ap.group].append((name, ax))
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007
+        changed = False
+        for g in rng.permutation(len(spec.sizes)):
+            n = spec.sizes[g]
+            sim = torch.zeros(n, n, dtype=torch.float64)
+            for name, ax in users[g]:
+                axes = spec.axes[name]
+                ap = axes[ax]
+                assert ap is not None
+                wb = _permute_tensor(b[name], axes, perms, skip=ax)
+                sim += _unit_rows(a[name], ax, ap) @ _unit_rows(wb, ax, ap).T
+            _, cols = linear_sum_assignment(sim.numpy(), maximize=True)
+            new = torch.as_tensor(cols, dtype=torch.long)
+            if not torch.equal(new, perms[g]):
+                changed = True
+                perms[g] = new
+        if not changed:
+            break
+    perm_np = [p.numpy() for p in perms]
+    aligned = permute_theta(space, spec, theta_b, perm_np)
+    score = float((aligned.double().cpu() * theta_a.detach().double().cpu()).sum())
+    return Alignment(aligned, perm_np, it, score)

@@ -1,0 +1,264 @@
+"""Mode connectivity: barriers on linear, aligned and trained curved paths, against known answers."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from landscape.basins.connect import (
+    Connectivity,
+    CurveConfig,
+    PathResult,
+    connect,
+    curve_path,
+    linear_path,
+    path_barrier,
+    train_curve,
+)
+from landscape.basins.symmetry import (
+    match_permutations,
+    permutation_spec,
+    permute_named,
+    permute_theta,
+)
+from landscape.engine import ParamSpace
+from landscape.errors import ConfigError, NotApplicable
+from landscape.experiments.models import digits_cnn, mlp
+from landscape.experiments.train import TrainConfig, train
+from landscape.io.data import DataSource, load_data
+from landscape.io.model_bundle import ModelBundle
+
+
+def _trained(model: nn.Module, data: DataSource, seed: int, epochs: int = 15) -> nn.Module:
+    torch.manual_seed(seed)
+    train(model, data, TrainConfig(epochs=epochs, lr=0.05, batch_size=32, seed=seed))
+    return model
+
+
+@pytest.fixture(scope="module")
+def digits() -> DataSource:
+    return load_data("digits", max_samples=200, batch_size=200, seed=0)
+
+
+@pytest.fixture(scope="module")
+def two_mlps(digits) -> tuple[ParamSpace, torch.Tensor]:
+    """Two ReLU MLPs 64-16-10 from different seeds, in float64; returns A's space and θ_B."""
+    nets = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        nets.append(_trained(mlp(64, 16, 10), digits, seed).double())
+    sa = ParamSpace(ModelBundle.from_module(nets[0], digits, dtype=torch.float64))
+    sb = ParamSpace(ModelBundle.from_module(nets[1], digits, dtype=torch.float64))
+    return sa, sb.theta0
+
+
+# -- the barrier's definition ----------------------------------------------------------
+def test_path_barrier_is_max_minus_mean_of_endpoints():
+    t = np.linspace(0, 1, 5)
+    assert path_barrier(t, np.array([1.0, 2.0, 4.0, 2.0, 3.0])) == (2.0, 0.5)
+    assert path_barrier(t, np.array([1.0, 2.0, np.inf, 2.0, 3.0]))[0] == math.inf
+    r = PathResult(t, np.zeros(5), np.full(5, np.nan), 0.0, 0.0).to_dict()
+    assert r["barrier"] == 0.0 and r["acc"][0] == "nan" and len(r["loss"]) == 5
+
+
+def test_convex_quadratic_has_its_analytic_barrier(make_bowl):
+    space, hess = make_bowl()
+    star = space.theta0
+    u = torch.tensor([0.3, -0.2, 0.1, 0.4], dtype=torch.float64)
+    v = torch.tensor([-0.1, 0.5, 0.2, -0.3], dtype=torch.float64)
+    res = linear_path(space, star + u, star + v, points=11)
+    l_star = float(space.loss(star))
+    t = torch.as_tensor(res.t)
+    d = (1 - t)[:, None] * u + t[:, None] * v
+    exact = l_star + 0.5 * torch.einsum("ki,ij,kj->k", d, hess, d).numpy()
+    np.testing.assert_allclose(res.loss, exact, rtol=1e-10)
+    # convex along a line: the max is at an end, so B = |L0 − L1| / 2 (≥ 0, from the ends)
+    assert res.barrier == pytest.approx(abs(exact[0] - exact[-1]) / 2, rel=1e-10)
+    assert res.t_max in (0.0, 1.0)
+    # symmetric ends around the minimum: equal end losses, no barrier at all
+    sym = linear_path(space, star + u, star - u, points=11)
+    assert sym.barrier <= 1e-12
+    assert sym.loss[5] == pytest.approx(l_star, rel=1e-12)  # the midpoint is the minimum
+
+
+# -- permutation alignment ---------------------------------------------------------------
+def test_permuted_copy_has_no_barrier_after_alignment(two_mlps):
+    space, _ = two_mlps
+    rng = np.random.default_rng(3)
+    spec = permutation_spec(space)
+    perm = [rng.permutation(n) for n in spec.sizes]
+    theta_b = permute_theta(space, spec, space.theta0, perm)
+    res = connect(space, space.theta0, theta_b, points=11)
+    assert res.linear.barrier > 0.05  # the straight path through a permutation is not trivial
+    assert res.aligned is not None and res.alignment is not None
+    assert abs(res.aligned.barrier) < 1e-6
+    torch.testing.assert_close(res.alignment.theta, space.theta0, rtol=0, atol=0)
+    assert np.ptp(res.aligned.loss) < 1e-12
+
+
+def test_alignment_lowers_the_barrier_of_different_nets(two_mlps):
+    space, theta_b = two_mlps
+    res = connect(space, space.theta0, theta_b, points=11)
+    assert res.aligned is not None
+    assert res.linear.barrier > 0
+    assert res.aligned.barrier < res.linear.barrier
+    # the aligned endpoint computes B's function
+    x = space.bundle.data.x_train[:20].double()
+    torch.testing.assert_close(space.forward(res.alignment.theta, x), space.forward(theta_b, x))
+
+
+@pytest.fixture(scope="module")
+def cnn(digits) -> ParamSpace:
+    torch.manual_seed(0)
+    model = _trained(digits_cnn(4), digits, 0, epochs=5).double()
+    return ParamSpace(ModelBundle.from_module(model, digits, dtype=torch.float64))
+
+
+def test_cnn_batchnorm_permutation_keeps_the_function(cnn):
+    spec = permutation_spec(cnn)
+    assert spec.sizes == (4, 8, 16)
+    assert spec.axes["1.running_var"][0].group == 0  # BN statistics move with their channels
+    rng = np.random.default_rng(0)
+    perm = [rng.permutation(n) for n in spec.sizes]
+    theta_b = permute_theta(cnn, spec, cnn.theta0, perm)
+    buffers_b = permute_named(spec, cnn.buffers, perm)
+    x = cnn.bundle.data.x_train[:16].double()
+    params = cnn.unflatten(theta_b)
+    params.update(buffers_b)
+    out_b = functional_call(cnn.bundle.module, params, (x,))
+    torch.testing.assert_close(out_b, cnn.forward(cnn.theta0, x), rtol=1e-10, atol=1e-10)
+    al = match_permutations(cnn, cnn.theta0, theta_b)
+    torch.testing.assert_close(al.theta, cnn.theta0, rtol=0, atol=0)
+
+
+def test_cnn_aligned_path_is_flat_and_the_model_untouched(cnn):
+    before = copy.deepcopy(cnn.bundle.module.state_dict())
+    spec = permutation_spec(cnn)
+    rng = np.random.default_rng(1)
+    theta_b = permute_theta(cnn, spec, cnn.theta0, [rng.permutation(n) for n in spec.sizes])
+    res = connect(cnn, cnn.theta0, theta_b, points=7)
+    assert res.repaired
+    assert res.linear.barrier > 0.05
+    assert abs(res.aligned.barrier) < 1e-6
+    for k, v in cnn.bundle.module.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+def test_repair_uses_the_training_set_statistics(cnn):
+    # one chunk: the recomputed running statistics are the full-batch statistics
+    res = linear_path(cnn, cnn.theta0, cnn.theta0, points=2)
+    m = copy.deepcopy(cnn.bundle.module)
+    x, y = cnn.bundle.data.x_train.double(), cnn.bundle.data.y_train
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.reset_running_stats()
+            mod.momentum = None
+    m.train()
+    with torch.no_grad():
+        m(x)
+        m.eval()
+        ref = float(nn.functional.cross_entropy(m(x), y))
+    assert res.loss[0] == pytest.approx(ref, rel=1e-10)
+    plain = linear_path(cnn, cnn.theta0, cnn.theta0, points=2, repair=False)
+    assert plain.loss[0] == pytest.approx(float(cnn.loss()), rel=1e-12)
+
+
+class _Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(x + torch.relu(self.a(x)))
+
+
+def test_unsupported_layers_are_named():
+    data = DataSource("d", torch.randn(8, 4), torch.randint(0, 2, (8,)))
+    res_space = ParamSpace(ModelBundle.from_module(_Residual(), data))
+    with pytest.raises(NotApplicable, match="_Residual"):
+        permutation_spec(res_space)
+    ln = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+    ln_space = ParamSpace(ModelBundle.from_module(ln, data))
+    with pytest.raises(NotApplicable, match="LayerNorm"):
+        permutation_spec(ln_space)
+    r = connect(ln_space, ln_space.theta0, ln_space.theta0 * 0.5, points=3)
+    assert r.aligned is None and "LayerNorm" in r.skipped["aligned"]
+    with pytest.raises(ConfigError):
+        CurveConfig(kind="spline")
+
+
+# -- curves on a toy landscape with a curved valley ---------------------------------------
+EPS = 0.1
+
+
+class Ring(nn.Module):
+    """MSE against zeros of √2·[r² − 1, √ε (x² − 1)(1 − y)]: L = (r² − 1)² + ε (x² − 1)²(1 − y)².
+
+    Minima (L = 0) at (±1, 0) joined by the upper half of the unit circle, on which
+    L = ε y⁴ (1 − y)² ≤ 0.0066 ε; the straight line crosses the hump L(0, 0) = 1 + ε.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor([1.0, 0.0], dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u, v = self.p[0], self.p[1]
+        f = torch.stack([u**2 + v**2 - 1, math.sqrt(EPS) * (u**2 - 1) * (1 - v)])
+        return math.sqrt(2) * f.expand(x.shape[0], 2)
+
+
+@pytest.fixture()
+def ring() -> ParamSpace:
+    data = DataSource("ring", torch.ones(1, 1, dtype=torch.float64), torch.zeros(1, 2))
+    return ParamSpace(ModelBundle.from_module(Ring(), data, "mse", dtype=torch.float64))
+
+
+def _ring_loss(p: torch.Tensor) -> float:
+    x, y = float(p[0]), float(p[1])
+    return (x * x + y * y - 1) ** 2 + EPS * (x * x - 1) ** 2 * (1 - y) ** 2
+
+
+@pytest.mark.parametrize(
+    ("kind", "best_bend", "ratio"),
+    # Bézier: the parabola y = 1 − x² (bend height 2) stays within x⁴(1 − x²)² ≤ 0.05 of the
+    # ring; polychain: the chords' worst point is best at bend height 2^¼, (√2 − 1)² ≈ 0.17.
+    [("bezier", 2.0, 0.1), ("polychain", 2**0.25, 0.2)],
+)
+def test_curve_finds_the_valley(ring, kind, best_bend, ratio):
+    a = torch.tensor([-1.0, 0.0], dtype=torch.float64)
+    b = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    assert float(ring.loss(torch.zeros(2, dtype=torch.float64))) == pytest.approx(1 + EPS)
+    p = torch.tensor([0.6, 0.8], dtype=torch.float64)
+    assert float(ring.loss(p)) == pytest.approx(_ring_loss(p), rel=1e-12)
+    cfg = CurveConfig(kind=kind, steps=1000, lr=0.02, seed=0)
+    res = connect(ring, a, b, align=False, curve=cfg, points=25)
+    assert res.linear.barrier == pytest.approx(1 + EPS, rel=1e-12)
+    assert res.linear.t_max == 0.5
+    assert res.curve is not None and res.control is not None
+    assert res.curve.barrier < ratio * res.linear.barrier
+    assert float(res.control[1]) == pytest.approx(best_bend, abs=0.15)  # up into the valley
+    assert abs(float(res.control[0])) < 0.05
+    d = res.to_dict()
+    assert d["curve"]["kind"] == kind and d["curve"]["endpoint"] == "raw"
+    # the curve's values are the loss at the curve's points
+    again = curve_path(ring, a, res.control, b, kind, points=25)
+    np.testing.assert_allclose(again.loss, res.curve.loss, rtol=1e-12)
+
+
+def test_curve_training_is_seeded_and_starts_at_the_midpoint(ring):
+    a = torch.tensor([-1.0, 0.0], dtype=torch.float64)
+    b = torch.tensor([1.0, 0.2], dtype=torch.float64)
+    zero = train_curve(ring, a, b, CurveConfig(steps=0))
+    torch.testing.assert_close(zero.control, (a + b) / 2)
+    one = train_curve(ring, a, b, CurveConfig(steps=20, seed=4))
+    two = train_curve(ring, a, b, CurveConfig(steps=20, seed=4))
+    torch.testing.assert_close(one.control, two.control, rtol=0, atol=0)
+    assert isinstance(connect(ring, a, b, align=False, points=3), Connectivity)
