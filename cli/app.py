@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "render",
     "metrics",
     "basins",
+    "connect",
     "experiment",
     "compare",
     "report",

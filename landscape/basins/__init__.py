@@ -17,8 +17,8 @@ from landscape.basins.connect import (
     Connectivity,
     CurveConfig,
     PathResult,
-    connect,
     linear_path,
+    mode_connectivity,
     train_curve,
 )
 from landscape.basins.counting import Barrier, BasinCount, count_basins, loss_barrier
@@ -86,7 +86,7 @@ __all__ = [
     "basin_volume",
     "canonicalize",
     "compressibility",
-    "connect",
+    "mode_connectivity",
     "linear_path",
     "match_permutations",
     "permutation_spec",

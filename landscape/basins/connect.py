@@ -94,6 +94,44 @@ def has_batchnorm(module: nn.Module) -> bool:
     )
 
 
+def check_same_layout(space_a: ParamSpace, space_b: ParamSpace, names: tuple[str, str]) -> None:
+    """Raise a one-line :class:`ConfigError` unless both spaces hold the same named shapes.
+
+    Example:
+        >>> from torch import nn
+        >>> from landscape.io import ModelBundle, load_data
+        >>> d = load_data("synthetic")
+        >>> a = ParamSpace(ModelBundle.from_module(nn.Linear(10, 3), d))
+        >>> b = ParamSpace(ModelBundle.from_module(nn.Sequential(nn.Linear(10, 3)), d))
+        >>> check_same_layout(a, b, ("a.pt", "b.pt"))
+        Traceback (most recent call last):
+        ...
+        landscape.errors.ConfigError: a.pt and b.pt have different architectures: parameter...
+    """
+    la = {i.name: i.shape for i in space_a.infos}
+    lb = {i.name: i.shape for i in space_b.infos}
+    if la == lb and list(la) == list(lb):
+        return
+    na, nb = names
+    for name, shape in la.items():
+        if name not in lb:
+            why = f"parameter {name!r} is in {na} but not in {nb}"
+            break
+        if lb[name] != shape:
+            why = f"parameter {name!r} has shape {list(shape)} in {na} and {list(lb[name])} in {nb}"
+            break
+    else:
+        extra = next((n for n in lb if n not in la), None)
+        why = (
+            f"parameter {extra!r} is in {nb} but not in {na}"
+            if extra is not None
+            else "their parameters come in a different order"
+        )
+    raise ConfigError(
+        f"{na} and {nb} have different architectures: {why}; connect two checkpoints of one model."
+    )
+
+
 def t_grid(points: int) -> np.ndarray:
     """``points`` uniform values of t in [0, 1] (at least 2)."""
     if points < 2:
@@ -464,7 +502,7 @@ class Connectivity:
         return d
 
 
-def connect(
+def mode_connectivity(
     space: ParamSpace,
     theta_a: torch.Tensor,
     theta_b: torch.Tensor,
@@ -502,7 +540,7 @@ def connect(
         >>> from torch import nn
         >>> from landscape.io import ModelBundle, load_data
         >>> sp = ParamSpace(ModelBundle.from_module(nn.Linear(10, 3), load_data("synthetic")))
-        >>> r = connect(sp, sp.theta0, sp.theta0 * 0.5, points=5)
+        >>> r = mode_connectivity(sp, sp.theta0, sp.theta0 * 0.5, points=5)
         >>> sorted(r.paths()), "aligned" in r.skipped
         (['linear'], True)
     """

@@ -15,9 +15,9 @@ from landscape.basins.connect import (
     Connectivity,
     CurveConfig,
     PathResult,
-    connect,
     curve_path,
     linear_path,
+    mode_connectivity,
     path_barrier,
     train_curve,
 )
@@ -94,7 +94,7 @@ def test_permuted_copy_has_no_barrier_after_alignment(two_mlps):
     spec = permutation_spec(space)
     perm = [rng.permutation(n) for n in spec.sizes]
     theta_b = permute_theta(space, spec, space.theta0, perm)
-    res = connect(space, space.theta0, theta_b, points=11)
+    res = mode_connectivity(space, space.theta0, theta_b, points=11)
     assert res.linear.barrier > 0.05  # the straight path through a permutation is not trivial
     assert res.aligned is not None and res.alignment is not None
     assert abs(res.aligned.barrier) < 1e-6
@@ -104,7 +104,7 @@ def test_permuted_copy_has_no_barrier_after_alignment(two_mlps):
 
 def test_alignment_lowers_the_barrier_of_different_nets(two_mlps):
     space, theta_b = two_mlps
-    res = connect(space, space.theta0, theta_b, points=11)
+    res = mode_connectivity(space, space.theta0, theta_b, points=11)
     assert res.aligned is not None
     assert res.linear.barrier > 0
     assert res.aligned.barrier < res.linear.barrier
@@ -142,7 +142,7 @@ def test_cnn_aligned_path_is_flat_and_the_model_untouched(cnn):
     spec = permutation_spec(cnn)
     rng = np.random.default_rng(1)
     theta_b = permute_theta(cnn, spec, cnn.theta0, [rng.permutation(n) for n in spec.sizes])
-    res = connect(cnn, cnn.theta0, theta_b, points=7)
+    res = mode_connectivity(cnn, cnn.theta0, theta_b, points=7)
     assert res.repaired
     assert res.linear.barrier > 0.05
     assert abs(res.aligned.barrier) < 1e-6
@@ -188,7 +188,7 @@ def test_unsupported_layers_are_named():
     ln_space = ParamSpace(ModelBundle.from_module(ln, data))
     with pytest.raises(NotApplicable, match="LayerNorm"):
         permutation_spec(ln_space)
-    r = connect(ln_space, ln_space.theta0, ln_space.theta0 * 0.5, points=3)
+    r = mode_connectivity(ln_space, ln_space.theta0, ln_space.theta0 * 0.5, points=3)
     assert r.aligned is None and "LayerNorm" in r.skipped["aligned"]
     with pytest.raises(ConfigError):
         CurveConfig(kind="spline")
@@ -239,7 +239,7 @@ def test_curve_finds_the_valley(ring, kind, best_bend, ratio):
     p = torch.tensor([0.6, 0.8], dtype=torch.float64)
     assert float(ring.loss(p)) == pytest.approx(_ring_loss(p), rel=1e-12)
     cfg = CurveConfig(kind=kind, steps=1000, lr=0.02, seed=0)
-    res = connect(ring, a, b, align=False, curve=cfg, points=25)
+    res = mode_connectivity(ring, a, b, align=False, curve=cfg, points=25)
     assert res.linear.barrier == pytest.approx(1 + EPS, rel=1e-12)
     assert res.linear.t_max == 0.5
     assert res.curve is not None and res.control is not None
@@ -261,4 +261,4 @@ def test_curve_training_is_seeded_and_starts_at_the_midpoint(ring):
     one = train_curve(ring, a, b, CurveConfig(steps=20, seed=4))
     two = train_curve(ring, a, b, CurveConfig(steps=20, seed=4))
     torch.testing.assert_close(one.control, two.control, rtol=0, atol=0)
-    assert isinstance(connect(ring, a, b, align=False, points=3), Connectivity)
+    assert isinstance(mode_connectivity(ring, a, b, align=False, points=3), Connectivity)
