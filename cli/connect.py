@@ -73,6 +73,12 @@ def print_connect(summary: dict[str, Any], run_dir: Path) -> None:
     for name, why in c.get("skipped", {}).items():
         t.add_row(name, "skipped", "", "", "", "", why)
     out_console.print(t)
+    if "plane" in c:
+        pl = c["plane"]
+        out_console.print(
+            f"plane through A, B and the bend: {pl['grid'][0]}×{pl['grid'][1]} points, loss"
+            f" {_fmt(pl['min_loss'])} to {_fmt(pl['max_loss'])}"
+        )
     if c.get("repaired_batchnorm"):
         out_console.print("BatchNorm statistics recomputed on the training data at every point.")
     out_console.print(f"run directory: [bold]{run_dir}[/bold]")
@@ -113,6 +119,14 @@ def connect(
             show_default=False,
         ),
     ] = None,
+    plane: Annotated[
+        str | None,
+        typer.Option(
+            "--plane",
+            help="Also the loss on the plane through A, B and the curve's bend, on this grid"
+            " (e.g. 21x21; needs --curve).",
+        ),
+    ] = None,
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Render figures.")] = True,
     model: ModelOpt = None,
     model_kwargs: ModelKwargsOpt = None,
@@ -143,6 +157,7 @@ def connect(
         split=split,
         repair=repair,
         seed=seed,
+        plane=plane,
     )
     with progress_bars(quiet) as prog:
         bundle_a, loaded_a = load_bundle(opts_a)
@@ -162,9 +177,11 @@ def connect(
         run = RunDir.create(Path(out or default_run_dir(name)), config, overwrite=overwrite)
         summary, result = run_connect(space_a, space_b.theta0, run, cfg, progress=prog)
     if figures:
-        from landscape.viz.connect_plots import plot_connectivity
+        from landscape.viz.connect_plots import plot_connectivity, plot_plane
 
         plot_connectivity(result, run.subdir("figures") / "connect.png")
+        if plane is not None:
+            plot_plane(run.path, run.subdir("figures") / "connect_plane.png")
     print_connect(summary, run.path)
 
 

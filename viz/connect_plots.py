@@ -83,4 +83,27 @@ def plot_connectivity(result: Connectivity, path: str | Path, **kwargs: Any) -> 
     return plot_paths(result.paths(), path, result=result, **kwargs)
 
 
-__all__ = ["plot_connectivity", "plot_paths"]
+def plot_plane(run_dir: str | Path, path: str | Path, *, style: str = "talk") -> list[Path]:
+    """Contour of the curve plane stored in a connect run, with A, B, θ_c and the curve.
+
+    Args:
+        run_dir: a ``landscape connect --plane`` run directory.
+        path: output file; its suffix picks the format.
+        style: ``paper`` or ``talk``.
+
+    Returns:
+        The written file.
+    """
+    from landscape.viz.data import load_surface
+    from landscape.viz.style import check_formats, save_figure, style_context
+    from landscape.viz.surface_plots import contour_figure
+
+    out = Path(path)
+    fmt = check_formats(out.suffix.lstrip(".") or "png")
+    surf = load_surface(run_dir)
+    with style_context(style):
+        fig = contour_figure(surf, style=style)
+        return save_figure(fig, out.with_suffix(""), fmt)
+
+
+__all__ = ["plot_connectivity", "plot_paths", "plot_plane"]

@@ -194,36 +194,13 @@ def test_unsupported_layers_are_named():
         CurveConfig(kind="spline")
 
 
-# -- curves on a toy landscape with a curved valley ---------------------------------------
-EPS = 0.1
-
-
-class Ring(nn.Module):
-    """MSE against zeros of √2·[r² − 1, √ε (x² − 1)(1 − y)]: L = (r² − 1)² + ε (x² − 1)²(1 − y)².
-
-    Minima (L = 0) at (±1, 0) joined by the upper half of the unit circle, on which
-    L = ε y⁴ (1 − y)² ≤ 0.0066 ε; the straight line crosses the hump L(0, 0) = 1 + ε.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.p = nn.Parameter(torch.tensor([1.0, 0.0], dtype=torch.float64))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u, v = self.p[0], self.p[1]
-        f = torch.stack([u**2 + v**2 - 1, math.sqrt(EPS) * (u**2 - 1) * (1 - v)])
-        return math.sqrt(2) * f.expand(x.shape[0], 2)
+# -- curves on a toy landscape with a curved valley (tests/conftest.py: RingValley) ------
+EPS = 0.1  # the ring valley's tilt: L(0, 0) = 1 + ε
 
 
 @pytest.fixture()
-def ring() -> ParamSpace:
-    data = DataSource("ring", torch.ones(1, 1, dtype=torch.float64), torch.zeros(1, 2))
-    return ParamSpace(ModelBundle.from_module(Ring(), data, "mse", dtype=torch.float64))
-
-
-def _ring_loss(p: torch.Tensor) -> float:
-    x, y = float(p[0]), float(p[1])
-    return (x * x + y * y - 1) ** 2 + EPS * (x * x - 1) ** 2 * (1 - y) ** 2
+def ring(ring_space) -> ParamSpace:
+    return ring_space()
 
 
 @pytest.mark.parametrize(
@@ -232,12 +209,12 @@ def _ring_loss(p: torch.Tensor) -> float:
     # ring; polychain: the chords' worst point is best at bend height 2^¼, (√2 − 1)² ≈ 0.17.
     [("bezier", 2.0, 0.1), ("polychain", 2**0.25, 0.2)],
 )
-def test_curve_finds_the_valley(ring, kind, best_bend, ratio):
+def test_curve_finds_the_valley(ring, ring_loss, kind, best_bend, ratio):
     a = torch.tensor([-1.0, 0.0], dtype=torch.float64)
     b = torch.tensor([1.0, 0.0], dtype=torch.float64)
     assert float(ring.loss(torch.zeros(2, dtype=torch.float64))) == pytest.approx(1 + EPS)
     p = torch.tensor([0.6, 0.8], dtype=torch.float64)
-    assert float(ring.loss(p)) == pytest.approx(_ring_loss(p), rel=1e-12)
+    assert float(ring.loss(p)) == pytest.approx(ring_loss(p), rel=1e-12)
     cfg = CurveConfig(kind=kind, steps=1000, lr=0.02, seed=0)
     res = mode_connectivity(ring, a, b, align=False, curve=cfg, points=25)
     assert res.linear.barrier == pytest.approx(1 + EPS, rel=1e-12)

@@ -46,6 +46,7 @@ def test_connect_writes_barriers_of_every_path(two_checkpoints, tmp_path: Path) 
     out = tmp_path / "run"
     args = ["connect", str(a), str(b), "--max-samples", "150", "--points", "9", "--quiet"]
     args += ["--curve", "bezier", "--curve-steps", "60", "--curve-lr", "0.05", "--out", str(out)]
+    args += ["--plane", "5x4"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert hashlib.sha256(a.read_bytes()).hexdigest() == sha
@@ -64,6 +65,8 @@ def test_connect_writes_barriers_of_every_path(two_checkpoints, tmp_path: Path) 
     ref = linear_path(sp, sp.theta0, theta_b, points=9)
     np.testing.assert_allclose(c["linear"]["loss"], ref.loss, rtol=1e-5)
     assert (out / "figures" / "connect.png").stat().st_size > 0
+    assert (out / "figures" / "connect_plane.png").stat().st_size > 0
+    assert c["plane"]["grid"] == [5, 4] and c["plane"]["anchors"]["a"] == [0.0, 0.0]
     assert (out / "curve_control.pt").is_file() and (out / "results.nc").is_file()
     assert "linear" in r.output and "aligned" in r.output and "barrier" in r.output
 
