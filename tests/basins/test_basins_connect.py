@@ -22,6 +22,7 @@ from landscape.basins.connect import (
     train_curve,
 )
 from landscape.basins.symmetry import (
+    AxisPerm,
     match_permutations,
     permutation_spec,
     permute_named,
@@ -169,7 +170,9 @@ def test_repair_uses_the_training_set_statistics(cnn):
     assert plain.loss[0] == pytest.approx(float(cnn.loss()), rel=1e-12)
 
 
-class _Residual(nn.Module):
+class _InputResidual(nn.Module):
+    """x + relu(a(x)): the stream is the raw input, so nothing can be permuted."""
+
     def __init__(self) -> None:
         super().__init__()
         self.a = nn.Linear(4, 4)
@@ -179,17 +182,121 @@ class _Residual(nn.Module):
         return self.b(x + torch.relu(self.a(x)))
 
 
-def test_unsupported_layers_are_named():
+class _Concat(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 3)
+        self.b = nn.Linear(7, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.cat([x, torch.relu(self.a(x))], dim=1))
+
+
+class ResMLP(nn.Module):
+    """A stem, two residual blocks sharing the 12-unit stream, and a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Linear(64, 12)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Linear(12, 20), nn.ReLU(), nn.Linear(20, 12)) for _ in range(2)
+        )
+        self.norm = nn.LayerNorm(12)
+        self.head = nn.Linear(12, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.stem(x.flatten(1)))
+        for block in self.blocks:
+            h = h + block(h)
+        return self.head(self.norm(h))
+
+
+class ResCNN(nn.Module):
+    """Conv stem with BatchNorm, one residual conv block, global average pooling, a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU())
+        self.conv1 = nn.Conv2d(6, 5, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(5)
+        self.conv2 = nn.Conv2d(5, 6, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(6)
+        self.head = nn.Linear(6, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        h = torch.relu(h + self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(h))))))
+        return self.head(h.mean((2, 3)))
+
+
+def _permuted_copy_check(space: ParamSpace, seed: int = 0) -> torch.Tensor:
+    """Permute every group at random; the function (eval mode, buffers too) must not change."""
+    spec = permutation_spec(space)
+    rng = np.random.default_rng(seed)
+    perm = [rng.permutation(n) for n in spec.sizes]
+    theta_b = permute_theta(space, spec, space.theta0, perm)
+    params = space.unflatten(theta_b)
+    params.update(permute_named(spec, space.buffers, perm))
+    x = space.bundle.data.x_train[:16].to(space.dtype)
+    out_b = functional_call(space.bundle.module, params, (x,))
+    torch.testing.assert_close(out_b, space.forward(space.theta0, x), rtol=1e-10, atol=1e-10)
+    assert not torch.equal(theta_b, space.theta0)
+    al = match_permutations(space, space.theta0, theta_b)
+    torch.testing.assert_close(al.theta, space.theta0, rtol=0, atol=0)
+    return theta_b
+
+
+def test_residual_streams_share_one_permutation(digits):
+    torch.manual_seed(0)
+    sp = ParamSpace(ModelBundle.from_module(ResMLP(), digits, dtype=torch.float64))
+    spec = permutation_spec(sp)
+    # the stream (stem, both blocks' outputs, LayerNorm) is one group; each block's hidden one
+    assert sorted(spec.sizes) == [12, 20, 20]
+    stream = spec.axes["stem.weight"][0].group
+    for name in ("blocks.0.2.weight", "blocks.1.2.bias", "norm.weight", "norm.bias"):
+        assert spec.axes[name][0].group == stream
+    assert spec.axes["head.weight"] == (None, AxisPerm(stream))
+    _permuted_copy_check(sp)
+
+
+def test_residual_cnn_with_batchnorm(digits):
+    torch.manual_seed(0)
+    model = ResCNN()
+    for bn in (model.stem[1], model.bn1, model.bn2):
+        bn.running_mean.uniform_(-0.3, 0.3)
+        bn.running_var.uniform_(0.5, 2.0)
+    sp = ParamSpace(ModelBundle.from_module(model, digits, dtype=torch.float64))
+    spec = permutation_spec(sp)
+    assert sorted(spec.sizes) == [5, 6]
+    assert spec.axes["bn2.running_var"][0] == spec.axes["stem.1.running_mean"][0]
+    theta_b = _permuted_copy_check(sp, seed=2)
+    res = mode_connectivity(sp, sp.theta0, theta_b, points=5)
+    assert res.repaired and abs(res.aligned.barrier) < 1e-6
+
+
+def test_layernorm_mlp_is_supported(digits):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 10))
+    sp = ParamSpace(ModelBundle.from_module(m, digits, dtype=torch.float64))
+    assert permutation_spec(sp).sizes == (8,)
+    _permuted_copy_check(sp)
+
+
+def test_unsupported_models_are_named():
     data = DataSource("d", torch.randn(8, 4), torch.randint(0, 2, (8,)))
-    res_space = ParamSpace(ModelBundle.from_module(_Residual(), data))
-    with pytest.raises(NotApplicable, match="_Residual"):
-        permutation_spec(res_space)
-    ln = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2))
-    ln_space = ParamSpace(ModelBundle.from_module(ln, data))
-    with pytest.raises(NotApplicable, match="LayerNorm"):
-        permutation_spec(ln_space)
-    r = mode_connectivity(ln_space, ln_space.theta0, ln_space.theta0 * 0.5, points=3)
-    assert r.aligned is None and "LayerNorm" in r.skipped["aligned"]
+    sp = ParamSpace(ModelBundle.from_module(_InputResidual(), data))
+    with pytest.raises(NotApplicable, match="no permutable hidden units"):
+        permutation_spec(sp)
+    cat = ParamSpace(ModelBundle.from_module(_Concat(), data))
+    with pytest.raises(NotApplicable, match="cat"):
+        permutation_spec(cat)
+    grouped = nn.Sequential(nn.Conv1d(4, 4, 1, groups=2), nn.Flatten(), nn.Linear(4, 2))
+    g_data = DataSource("g", torch.randn(8, 4, 1), torch.randint(0, 2, (8,)))
+    g_space = ParamSpace(ModelBundle.from_module(grouped, g_data))
+    with pytest.raises(NotApplicable, match="groups=2"):
+        permutation_spec(g_space)
+    r = mode_connectivity(cat, cat.theta0, cat.theta0 * 0.5, points=3)
+    assert r.aligned is None and "cat" in r.skipped["aligned"]
     with pytest.raises(ConfigError):
         CurveConfig(kind="spline")
 
