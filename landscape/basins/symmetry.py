@@ -803,8 +803,8 @@ def traced_permutation_spec(module: nn.Module, names: set[str]) -> PermutationSp
             g_in = inp.group if inp is not None else None
             if isinstance(m, (nn.Linear, *_CONV)):
                 is_lin = isinstance(m, nn.Linear)
-                n_in = m.in_features if is_lin else m.in_channels
-                n_out = m.out_features if is_lin else m.out_channels
+                n_in = int(m.in_features if isinstance(m, nn.Linear) else m.in_channels)
+                n_out = int(m.out_features if isinstance(m, nn.Linear) else m.out_channels)
                 if isinstance(m, _CONV) and m.groups != 1:
                     raise unsupported(f"grouped convolution {name!r}")
                 in_ax: tuple[int, int] | None = None
@@ -921,8 +921,8 @@ def traced_permutation_spec(module: nn.Module, names: set[str]) -> PermutationSp
     for name, ax in axes_g.items():
         out: list[AxisPerm | None] = []
         for entry in ax:
-            r = uf.find(entry[0]) if entry is not None else None
-            out.append(AxisPerm(roots[r], entry[1]) if entry and r in roots else None)
+            root = uf.find(entry[0]) if entry is not None else -1
+            out.append(AxisPerm(roots[root], entry[1]) if entry and root in roots else None)
         if any(a is not None for a in out):
             axes[name] = tuple(out)
     return PermutationSpec(tuple(sizes), axes, tuple(owners))
