@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "metrics",
     "weights",
     "basins",
+    "connect",
     "experiment",
     "compare",
     "report",

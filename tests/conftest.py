@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import pytest
 import torch
+from torch import nn
 
+from landscape.engine import ParamSpace
 from landscape.errors import LandscapeError
 from landscape.experiments.models import mlp, tiny_cnn
-from landscape.io.data import load_data
+from landscape.io.data import DataSource, load_data
 from landscape.io.model_bundle import ModelBundle
 
 torch.set_num_threads(1)
@@ -71,3 +76,49 @@ def assert_one_line(exc: BaseException, *needles: str) -> None:
 def one_line():
     """The :func:`assert_one_line` checker (conftest helpers are not importable)."""
     return assert_one_line
+
+
+RING_EPS = 0.1
+
+
+class RingValley(nn.Module):
+    """MSE against zeros of √2·[r² − 1, √ε (x² − 1)(1 − y)]: L = (r² − 1)² + ε (x² − 1)²(1 − y)².
+
+    Minima (L = 0) at (±1, 0) joined by the upper half of the unit circle, on which
+    L = ε y⁴ (1 − y)² ≤ 0.0066 ε; the straight line between them crosses the hump
+    L(0, 0) = 1 + ε. The ε term tilts the origin towards the upper arc.
+    """
+
+    def __init__(self, start: tuple[float, float] = (1.0, 0.0)) -> None:
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(start, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u, v = self.p[0], self.p[1]
+        f = torch.stack([u**2 + v**2 - 1, math.sqrt(RING_EPS) * (u**2 - 1) * (1 - v)])
+        return math.sqrt(2) * f.expand(x.shape[0], 2)
+
+
+def ring_valley_loss(p: torch.Tensor) -> float:
+    """The ring valley's loss at ``p = (x, y)``, in closed form."""
+    x, y = float(p[0]), float(p[1])
+    return (x * x + y * y - 1) ** 2 + RING_EPS * (x * x - 1) ** 2 * (1 - y) ** 2
+
+
+@pytest.fixture()
+def ring_space() -> Callable[..., ParamSpace]:
+    """Factory of float64 spaces of :class:`RingValley` at a start point (one dummy sample)."""
+
+    def make(start: tuple[float, float] = (1.0, 0.0)) -> ParamSpace:
+        data = DataSource("ring", torch.ones(1, 1, dtype=torch.float64), torch.zeros(1, 2))
+        return ParamSpace(
+            ModelBundle.from_module(RingValley(start), data, "mse", dtype=torch.float64)
+        )
+
+    return make
+
+
+@pytest.fixture()
+def ring_loss() -> Callable[[torch.Tensor], float]:
+    """The ring valley's closed-form loss."""
+    return ring_valley_loss

@@ -13,6 +13,14 @@ from landscape.basins.aoyagi import (
     regular_lambda,
 )
 from landscape.basins.compress import Compressibility, compressibility
+from landscape.basins.connect import (
+    Connectivity,
+    CurveConfig,
+    PathResult,
+    linear_path,
+    mode_connectivity,
+    train_curve,
+)
 from landscape.basins.counting import Barrier, BasinCount, count_basins, loss_barrier
 from landscape.basins.jacobian_rank import (
     FunctionalDimension,
@@ -35,7 +43,10 @@ from landscape.basins.prior_function import (
 from landscape.basins.prior_mass import PriorMassResult, basin_prior_mass, prior_scale
 from landscape.basins.symmetry import (
     Alignment,
+    PermutationSpec,
     canonicalize,
+    match_permutations,
+    permutation_spec,
     rebalance,
     rescale_layer_pair,
     weight_matching,
@@ -54,6 +65,10 @@ __all__ = [
     "Barrier",
     "BasinCount",
     "Compressibility",
+    "Connectivity",
+    "CurveConfig",
+    "PathResult",
+    "PermutationSpec",
     "FunctionalDimension",
     "EPResult",
     "InitSampler",
@@ -71,6 +86,11 @@ __all__ = [
     "basin_volume",
     "canonicalize",
     "compressibility",
+    "mode_connectivity",
+    "linear_path",
+    "match_permutations",
+    "permutation_spec",
+    "train_curve",
     "count_basins",
     "deep_linear_lambda",
     "diagonal_preconditioner",

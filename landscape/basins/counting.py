@@ -1,13 +1,15 @@
 """Loss barriers on linear paths and counting basins as connected components.
 
-The barrier between minima θ_a and θ_b is the largest rise of the loss along the straight
-path above the straight line between the endpoint losses:
+The barrier between minima θ_a and θ_b is the height of the straight path's highest point
+above the mean of the endpoint losses (the definition of :mod:`landscape.basins.connect`):
 
-    B(θ_a, θ_b) = max_t [ L((1 − t) θ_a + t θ_b) − ((1 − t) L(θ_a) + t L(θ_b)) ],
+    B(θ_a, θ_b) = max_t L((1 − t) θ_a + t θ_b) − (L(θ_a) + L(θ_b)) / 2,
 
-with ``t`` on a uniform grid that includes both ends (so ``B ≥ 0``). Minima are joined by an
-edge when the barrier (after removing permutation and rescaling symmetries, for MLPs) is
-below a threshold; basins are the connected components of that graph.
+with ``t`` on a uniform grid that includes both ends (so ``B ≥ |L(θ_a) − L(θ_b)| / 2 ≥ 0``).
+Minima are joined by an edge when the barrier (after removing permutation and rescaling
+symmetries, for MLPs) is below a threshold — or, with ``curve``, when a trained Bézier or
+polygonal curve between them stays below it (Garipov et al. 2018) — and basins are the
+connected components of that graph.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from landscape.basins._batched import loss_many
+from landscape.basins.connect import CurveConfig, curve_path, path_barrier, train_curve
 from landscape.basins.symmetry import canonicalize, weight_matching
 from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError
@@ -34,9 +37,9 @@ class Barrier:
     """Loss along a linear path and its barrier.
 
     Attributes:
-        barrier: max over t of the loss above the endpoints' linear interpolation.
+        barrier: max over t of the loss minus the mean of the two endpoint losses.
         t: path coordinates; ``loss``: loss at each.
-        argmax: the ``t`` of the barrier.
+        argmax: the ``t`` of the maximum.
     """
 
     barrier: float
@@ -75,11 +78,8 @@ def loss_barrier(
     pts = (1 - tt) * a.unsqueeze(0) + tt * b.unsqueeze(0)
     vals = loss_many(space, pts).double().cpu().numpy()
     tn = t.numpy()
-    line = (1 - tn) * vals[0] + tn * vals[-1]
-    excess = vals - line
-    i = int(np.nanargmax(excess)) if np.isfinite(excess).any() else 0
-    bar = float(excess[i]) if np.isfinite(excess).all() else float("inf")
-    return Barrier(max(bar, 0.0), tn, vals, float(tn[i]))
+    bar, t_max = path_barrier(tn, vals)
+    return Barrier(bar, tn, vals, t_max)
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,10 @@ class BasinCount:
         barriers: symmetric matrix of pairwise barriers (0 on the diagonal).
         threshold: edge threshold.
         aligned: whether symmetries were removed before the barriers.
+        curve: the curve kind tried on pairs whose straight barrier reached the threshold
+            (``None``: no curve was tried).
+        curved: symmetric matrix, ``True`` where a curve was trained for the pair (its
+            barrier, when lower, is the one in ``barriers``).
     """
 
     num_basins: int
@@ -99,6 +103,8 @@ class BasinCount:
     barriers: np.ndarray
     threshold: float
     aligned: bool
+    curve: str | None = None
+    curved: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -108,6 +114,8 @@ class BasinCount:
             "barriers": [[_json_float(v) for v in row] for row in self.barriers],
             "threshold": _json_float(self.threshold),
             "aligned": bool(self.aligned),
+            "curve": self.curve,
+            "curved_pairs": int(np.triu(self.curved, 1).sum()) if self.curved is not None else 0,
         }
 
 
@@ -133,6 +141,7 @@ def count_basins(
     rescale: bool = True,
     points: int = 25,
     seed: int = 0,
+    curve: CurveConfig | None = None,
     progress: Progress | None = None,
 ) -> BasinCount:
     """Count basins among ``minima``: pairwise barriers, edges below ``threshold``, components.
@@ -145,6 +154,9 @@ def count_basins(
         rescale: rebalance ReLU rescalings first (needs positively homogeneous activations).
         points: path resolution.
         seed: seed of the matching's layer order.
+        curve: for pairs whose straight (aligned) barrier is at least ``threshold``, also
+            train this curve between them and keep its barrier when lower (``None``: straight
+            paths only). Curve barriers use the space's stored BatchNorm statistics.
         progress: optional progress reporter (one step per pair).
 
     Returns:
@@ -166,13 +178,28 @@ def count_basins(
     if align and rescale:
         thetas = [canonicalize(space, t) for t in thetas]
     bars = np.zeros((k, k))
+    curved = np.zeros((k, k), dtype=bool)
     pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
     with tracked(progress, "barriers", len(pairs)) as task:
         for i, j in pairs:
             b = thetas[j]
             if align:
                 b = weight_matching(space, thetas[i], b, seed=seed).theta
-            bars[i, j] = bars[j, i] = loss_barrier(space, thetas[i], b, points=points).barrier
+            bar = loss_barrier(space, thetas[i], b, points=points).barrier
+            if curve is not None and not bar < threshold:
+                c = train_curve(space, thetas[i], b, curve).control
+                path = curve_path(space, thetas[i], c, b, curve.kind, points=points, repair=False)
+                bar = min(bar, path.barrier)
+                curved[i, j] = curved[j, i] = True
+            bars[i, j] = bars[j, i] = bar
             task.advance()
     n, labels = components(bars, threshold)
-    return BasinCount(n, labels, bars, float(threshold), bool(align))
+    return BasinCount(
+        n,
+        labels,
+        bars,
+        float(threshold),
+        bool(align),
+        None if curve is None else curve.kind,
+        curved if curve is not None else None,
+    )

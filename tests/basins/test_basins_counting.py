@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch import nn
 
+from landscape.basins.connect import CurveConfig
 from landscape.basins.counting import components, count_basins, loss_barrier
 from landscape.engine import ParamSpace
 from landscape.errors import ConfigError
@@ -52,3 +53,26 @@ def test_counting_components(toy):
     assert components(np.zeros((3, 3)) + 5, 1.0)[0] == 3
     with pytest.raises(ConfigError):
         count_basins(toy, [], align=False)
+
+
+def test_barrier_is_max_minus_mean_of_the_endpoints(toy):
+    a, b = torch.tensor([-1.0], dtype=torch.float64), torch.tensor([1.2], dtype=torch.float64)
+    res = loss_barrier(toy, a, b, points=23)
+    # the path crosses w = 0 (loss 1) at t = 1/2.2; the ends have 0 and (1.44 − 1)² = 0.1936
+    assert res.loss.max() == pytest.approx(1.0, abs=1e-12)
+    assert res.barrier == pytest.approx(1.0 - 0.1936 / 2, abs=1e-12)
+    assert res.argmax == pytest.approx(10 / 22)
+
+
+def test_a_curve_joins_minima_the_straight_path_separates(ring_space):
+    space = ring_space()
+    minima = [torch.tensor(p, dtype=torch.float64) for p in ((-1.0, 0.0), (1.0, 0.0))]
+    straight = count_basins(space, minima, threshold=0.2, align=False)
+    assert straight.num_basins == 2 and straight.curve is None
+    assert straight.to_dict()["curved_pairs"] == 0
+    cfg = CurveConfig(kind="bezier", steps=600, lr=0.02)
+    curved = count_basins(space, minima, threshold=0.2, align=False, curve=cfg)
+    assert curved.num_basins == 1
+    assert curved.barriers[0, 1] < 0.1 < straight.barriers[0, 1]
+    d = curved.to_dict()
+    assert d["curve"] == "bezier" and d["curved_pairs"] == 1

@@ -432,7 +432,8 @@ class GroupCount:
         group: the group's name; ``dataset``, ``arm``, ``noise``, ``width``, ``label_draw``.
         num_minima: networks counted.
         num_basins: connected components of the graph of barriers below the threshold.
-        mean_barrier, max_barrier: over pairs, after alignment.
+        mean_barrier, max_barrier: over pairs, after alignment (max along the path minus
+            the mean of the two endpoint losses).
         threshold: the barrier threshold.
         aligned: whether weight matching and rebalancing were applied.
         curve: whether a curve other than the straight line was tried (no: linear paths).
@@ -491,6 +492,8 @@ def count_group(config: CompressionConfig, run: Path, specs: list[RunSpec]) -> G
         mean_barrier=float(res.barriers[iu].mean()),
         max_barrier=float(res.barriers[iu].max()),
         threshold=config.barrier_threshold,
+        aligned=bool(res.aligned),
+        curve=res.curve is not None,
     )
 
 
