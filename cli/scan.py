@@ -36,6 +36,7 @@ from landscape.cli.common import (
 from landscape.cli.launch import create_run, distributed_context
 from landscape.engine.distributed import is_main_process
 from landscape.engine.memory import measure_peak_memory
+from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError
 from landscape.experiments.scan import ScanConfig, run_scan
 from landscape.io.presets import load_preset
@@ -267,6 +268,7 @@ def scan_checkpoint(
     try:
         with progress_bars(quiet or not ctx.is_main) as prog:
             bundle, loaded = load_bundle(opts)
+            ParamSpace(bundle, params=cfg.params)  # a bad --params fails before the run dir
             out_dir = ctx.broadcast_object(out or default_run_dir(run_name(opts.checkpoint)))
             config = {"command": "scan", **opts.to_config(loaded), "scan": cfg.to_dict()}
             run = create_run(

@@ -108,3 +108,16 @@ def test_calibration_on_deep_linear_networks(make_deep_linear):
         est.append(res.llc.mean)
     assert list(np.argsort(est)) == list(np.argsort(exact))
     torch.testing.assert_close(torch.tensor(exact), torch.tensor([4.5, 8.0, 16.5]))
+
+
+@pytest.mark.parametrize(("globs", "dim"), [(["1.weight"], 3), (["1.bias"], 1)])
+def test_the_llc_honours_a_parameter_selection(make_bowl, globs, dim):
+    # the others held at the minimum, the selected block is still a regular model:
+    # lambda = d'/2 for its d' parameters
+    from landscape.engine import ParamSpace
+
+    full, _ = make_bowl(n=1000)
+    space = ParamSpace(full.bundle, params=globs)
+    assert space.dim == dim
+    res = estimate_llc(space, config=LLCConfig(sigma=0.3))
+    assert abs(res.llc.mean - dim / 2) < 0.2 * dim / 2 + 0.05, res.llc

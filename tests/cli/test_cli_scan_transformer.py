@@ -109,3 +109,57 @@ def test_quick_scan_transformer_completes(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     s = json.loads((out / "summary.json").read_text())
     assert s["hessian"]["top_eigenvalues"][0] > 0 and 0.0 <= s["accuracy"] <= 1.0
+
+
+def test_scan_params_and_per_layer_on_a_transformer(tmp_path: Path) -> None:
+    from landscape.hessian import dense_hessian
+
+    sd, tokens, model = _files(tmp_path)
+    out = tmp_path / "sel"
+    glob = "blocks.layers.0.self_attn.*"
+    args = [
+        "scan", str(sd),
+        "--model", "landscape.experiments.models:tiny_transformer",
+        "--model-kwargs", json.dumps(KW),
+        "--data", str(tokens),
+        "--dtype", "float64",
+        "--params", glob,
+        "--per-layer",
+        "--out", str(out),
+        "--preset", "scan_quick",
+        "--no-surface",
+        "--no-figures",
+        "--quiet",
+    ]  # fmt: skip
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["config"]["params"] == [glob]
+    space = ParamSpace(
+        ModelBundle.from_module(model, load_data(str(tokens)), dtype=torch.float64), params=[glob]
+    )
+    assert s["model"]["num_params"] == space.dim < sum(p.numel() for p in model.parameters())
+    ev = torch.linalg.eigvalsh(dense_hessian(space)).numpy()
+    assert s["hessian"]["top_eigenvalues"][0] == pytest.approx(ev[-1], rel=1e-6)
+    assert s["hessian"]["trace"]["mean"] == pytest.approx(
+        ev.sum(), abs=6 * s["hessian"]["trace"]["stderr"] + 1e-8
+    )
+    rows = s["hessian"]["per_layer"]
+    assert rows and all(row["name"].startswith("blocks.layers.0") for row in rows)
+
+
+def test_a_bad_params_glob_leaves_no_run_directory(tmp_path: Path) -> None:
+    sd, tokens, _ = _files(tmp_path)
+    out = tmp_path / "bad"
+    args = [
+        "scan", str(sd),
+        "--model", "landscape.experiments.models:tiny_transformer",
+        "--model-kwargs", json.dumps(KW),
+        "--data", str(tokens),
+        "--params", "nothing.*",
+        "--out", str(out),
+        "--quiet",
+    ]  # fmt: skip
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and "nothing.*" in r.output and "Traceback" not in r.output
+    assert not out.exists()
