@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch.func import grad, jvp, vjp, vmap
@@ -138,6 +138,11 @@ class CurvatureOperator:
         self.dim = space.dim
         self.device = space.device
         self.dtype = space.dtype
+        # the affine BatchNorm mode intercepts every torch call: only where it has work
+        self._has_batchnorm = any(
+            isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+            for m in space.bundle.module.modules()
+        )
         self.num_samples = space.num_samples(split)
         if self.num_samples == 0:
             raise ConfigError(f"the {split} split is empty; give data for it.")
@@ -243,11 +248,15 @@ class CurvatureOperator:
                 raise derivative_error(exc, self.strategy, self.kind) from exc
             raise
 
+    def _batchnorm_mode(self, traced: bool) -> Any:
+        """Eval-mode BatchNorm as its affine map while tracing, where the model has one."""
+        return affine_eval_batchnorm() if traced and self._has_batchnorm else nullcontext()
+
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """Apply the operator to one vector of shape ``(dim,)``."""
         # once the graphs are cached nothing is traced, so no function mode is needed
         traced = self._cache is None or self.kind != "hessian"
-        with self._differentiable(), affine_eval_batchnorm() if traced else nullcontext():
+        with self._differentiable(), self._batchnorm_mode(traced):
             return self._matvec(v)
 
     def _matvec(self, v: torch.Tensor) -> torch.Tensor:
@@ -272,7 +281,7 @@ class CurvatureOperator:
         With the ``forward`` strategy the probes are vmapped (one batched pass per chunk);
         otherwise they are applied one by one, which is faster on CPUs.
         """
-        with self._differentiable(), affine_eval_batchnorm():
+        with self._differentiable(), self._batchnorm_mode(True):
             return self._matmat(vs)
 
     def _matmat(self, vs: torch.Tensor) -> torch.Tensor:
