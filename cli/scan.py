@@ -187,8 +187,12 @@ def print_summary(summary: dict[str, Any], run_dir: Path) -> None:
         rows.append(
             (
                 "weights: mean α (fitted layers)",
-                f"{fmt(w['averages'].get('alpha'))} ({w.get('num_fit')}/{w.get('num_layers')}),"
-                f" {w.get('mp_spikes')} MP spikes, {w.get('traps')} traps",
+                (
+                    f"{fmt(w['averages'].get('alpha'))} ({w.get('num_fit')}/{w.get('num_layers')})"
+                    if w.get("num_fit")
+                    else f"— (no layer large enough for a tail fit, 0/{w.get('num_layers')})"
+                )
+                + f", {w.get('mp_spikes')} MP spikes, {w.get('traps')} traps",
             )
         )
     if "surface" in summary and "skipped" not in summary["surface"]:

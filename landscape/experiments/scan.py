@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -26,7 +25,10 @@ from landscape.errors import ConfigError, NotApplicable
 from landscape.experiments.sharded_surface import sharded_quick_surface
 from landscape.io.model_bundle import ModelBundle
 from landscape.io.rundir import RunDir, versions
+from landscape.metrics import compute_metrics
+from landscape.metrics.weight_spectra import weight_spectra
 from landscape.progress import Progress
+from landscape.surface import quick_surface
 
 EXACT_MAX_PARAMS = 5000
 METRICS_TOP_K = 10  # the metrics' top-k (their λmax and effective rank), kept from the sweep
@@ -126,14 +128,6 @@ class ScanConfig:
         d["metric_names"] = list(self.metric_names)
         d["params"] = None if self.params is None else list(self.params)
         return d
-
-
-def _optional(module: str, name: str) -> Callable[..., Any] | None:
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        return None
-    return getattr(mod, name, None)
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -370,79 +364,74 @@ def run_scan(
             skip("per_layer", exc, t0)
 
     if config.metrics and "metrics" not in done:
-        compute_metrics = _optional("landscape.metrics", "compute_metrics")
-        if compute_metrics is not None:
-            t0 = time.perf_counter()
-            try:
-                report = compute_metrics(
-                    space,
-                    names=list(config.metric_names) or None,
-                    seed=seed,
-                    progress=progress,
-                    precomputed=reuse or None,
-                )
-                finish("metrics", {"metrics": report.to_dict()}, t0)
-            except NotApplicable as exc:
-                skip("metrics", exc, t0)
+        t0 = time.perf_counter()
+        try:
+            report = compute_metrics(
+                space,
+                names=list(config.metric_names) or None,
+                seed=seed,
+                progress=progress,
+                precomputed=reuse or None,
+            )
+            finish("metrics", {"metrics": report.to_dict()}, t0)
+        except NotApplicable as exc:
+            skip("metrics", exc, t0)
 
     if config.weights and "weights" not in done:
-        weight_spectra = _optional("landscape.metrics.weight_spectra", "weight_spectra")
-        if weight_spectra is not None:
-            import torch
+        import torch
 
-            t0 = time.perf_counter()
-            try:
-                spectra = weight_spectra(
-                    bundle.module,
-                    params=config.params,
-                    seed=seed,
-                    dtype=torch.float32 if bundle.device.type == "mps" else torch.float64,
-                    progress=progress,
+        t0 = time.perf_counter()
+        try:
+            spectra = weight_spectra(
+                bundle.module,
+                params=config.params,
+                seed=seed,
+                dtype=torch.float32 if bundle.device.type == "mps" else torch.float64,
+                progress=progress,
+            )
+            arrays_w = spectra.to_arrays()
+            run.write_arrays(
+                xr.Dataset(
+                    {k2: ("weights_esd_index", v) for k2, v in arrays_w.items()},
                 )
-                arrays_w = spectra.to_arrays()
-                run.write_arrays(
-                    xr.Dataset(
-                        {k2: ("weights_esd_index", v) for k2, v in arrays_w.items()},
-                    )
-                )
-                finish("weights", {"weights": spectra.to_dict()}, t0)
-            except NotApplicable as exc:
-                skip("weights", exc, t0)
+            )
+            finish("weights", {"weights": spectra.to_dict()}, t0)
+        except NotApplicable as exc:
+            skip("weights", exc, t0)
 
     if config.surface and "surface" not in done:
-        quick_surface = _optional("landscape.surface", "quick_surface")
-        if quick_surface is not None and dp.context.is_distributed:
-            quick_surface = functools.partial(sharded_quick_surface, context=dp.context)
-        if quick_surface is not None:
-            t0 = time.perf_counter()
-            try:
-                surf = quick_surface(
-                    space,
-                    grid=tuple(config.surface_grid),
-                    span=config.surface_range,
-                    seed=seed,
-                    progress=progress,
-                )
-                ds = surf.to_dataset()
-                run.write_arrays(ds)
-                loss_arr = np.asarray(ds["train_loss"].values, dtype=float)
-                finite = loss_arr[np.isfinite(loss_arr)]
-                finish(
-                    "surface",
-                    {
-                        "surface": {
-                            "dims": len(config.surface_grid),
-                            "grid": list(config.surface_grid),
-                            "range": [[-config.surface_range, config.surface_range]]
-                            * len(config.surface_grid),
-                            "normalization": "filter",
-                            "center_loss": float(ds.attrs.get("surface_center_loss", np.nan)),
-                            "min_loss": float(finite.min()) if finite.size else float("nan"),
-                        }
-                    },
-                    t0,
-                )
-            except NotApplicable as exc:
-                skip("surface", exc, t0)
+        surface_fn: Callable[..., Any] = quick_surface
+        if dp.context.is_distributed:
+            surface_fn = functools.partial(sharded_quick_surface, context=dp.context)
+        t0 = time.perf_counter()
+        try:
+            surf = surface_fn(
+                space,
+                grid=tuple(config.surface_grid),
+                span=config.surface_range,
+                seed=seed,
+                progress=progress,
+            )
+            ds = surf.to_dataset()
+            run.write_arrays(ds)
+            loss_arr = np.asarray(ds["train_loss"].values, dtype=float)
+            finite = loss_arr[np.isfinite(loss_arr)]
+            finish(
+                "surface",
+                {
+                    "surface": {
+                        "dims": len(config.surface_grid),
+                        "grid": list(config.surface_grid),
+                        "range": [[-config.surface_range, config.surface_range]]
+                        * len(config.surface_grid),
+                        "normalization": "filter",
+                        "center_loss": float(ds.attrs.get("surface_center_loss", np.nan)),
+                        "min_loss": float(finite.min()) if finite.size else float("nan"),
+                    }
+                },
+                t0,
+            )
+        except NotApplicable as exc:
+            skip("surface", exc, t0)
     op.release()
     return run.summary()
