@@ -80,6 +80,8 @@ def _build_gallery(work: Path) -> list[tuple[str, list[Path]]]:
     run(["scan", str(work / "model_b.pt"), "--preset", "scan_quick", "--out", str(scan_b)], None)
     cmp_dir = work / "runs/compare"
     run(["compare", str(scan), str(scan_b), "--out", str(cmp_dir)], cmp_dir)
+    conn = work / "runs/connect"
+    run(["connect", str(work / "model.pt"), str(work / "model_b.pt"), "--out", str(conn)], conn)
     return steps
 
 
