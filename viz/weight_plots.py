@@ -18,6 +18,21 @@ _FIT_COLOR = "#d62728"
 _MP_COLOR = "#2ca02c"
 
 
+def _narrow_log_ticks(ax: Any) -> None:
+    """Readable log axes: on a span under 1.5 decades label the 2s and 5s, else none."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.figure.canvas.draw_idle()
+    for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
+        narrow = lo > 0 and hi > 0 and math.log10(hi / lo) < 1.5
+        axis.set_minor_formatter(
+            FuncFormatter(lambda x, _: f"{x:.2g}") if narrow else NullFormatter()
+        )
+
+
 def esd_axes(ax: Any, layer: LayerSpectrum, *, bins: int = 60) -> None:
     """Draw one layer's ESD on ``ax``: a log-log histogram, the fitted tail, x_min, λ+.
 
@@ -56,6 +71,7 @@ def esd_axes(ax: Any, layer: LayerSpectrum, *, bins: int = 60) -> None:
     ax.stairs(np.where(dens > 0, dens, np.nan), edges, color=_ESD_COLOR, gid="esd", label="ESD")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _narrow_log_ticks(ax)
     pl = layer.power_law
     if pl.fit:
         x = np.geomspace(pl.xmin, pos.max(), 50)
