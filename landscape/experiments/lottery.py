@@ -767,10 +767,6 @@ def _run_seed(cfg: LotteryConfig, data: DataSource, seed: int, task: Any) -> See
     spe = steps_per_epoch(int(data.x_train.shape[0]), cfg.train.batch_size)
     total_steps = cfg.train.epochs * spe
     k = spe if cfg.rewind_step is None else cfg.rewind_step
-    if k > total_steps:
-        raise ConfigError(
-            f"--rewind-step {k} is past the end of training ({total_steps} steps); lower it."
-        )
     rewind = train_masked(dense, data, cfg.train, order_seed=seed, snapshot_step=k)
     assert rewind is not None
     space = ParamSpace(ModelBundle.from_module(dense, data))
@@ -886,6 +882,15 @@ def run_lottery(
         [1.0, 0.8]
     """
     t0 = time.perf_counter()
+    data = load_data(cfg.data, max_samples=cfg.max_samples)
+    if data.keyed or data.y_train.is_floating_point():
+        raise ConfigError("the lottery experiment needs a classification dataset (e.g. digits).")
+    spe = steps_per_epoch(int(data.x_train.shape[0]), cfg.train.batch_size)
+    if cfg.rewind_step is not None and cfg.rewind_step > cfg.train.epochs * spe:
+        raise ConfigError(
+            f"--rewind-step {cfg.rewind_step} is past the end of training"
+            f" ({cfg.train.epochs * spe} steps); lower it."
+        )
     run = None
     if out_dir is not None:
         run = RunDir.create(
@@ -894,9 +899,6 @@ def run_lottery(
             overwrite=overwrite,
             compare_keys=lambda c: {k: v for k, v in c.items() if k != "versions"},
         )
-    data = load_data(cfg.data, max_samples=cfg.max_samples)
-    if data.keyed or data.y_train.is_floating_point():
-        raise ConfigError("the lottery experiment needs a classification dataset (e.g. digits).")
     runs = []
     with tracked(progress, "lottery tickets", len(cfg.seeds) * (cfg.rounds + 1)) as task:
         for seed in cfg.seeds:
