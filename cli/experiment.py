@@ -201,6 +201,12 @@ def run_lottery_command(
     out_dir = out or default_run_dir("lottery")
     with progress_bars(quiet) as prog:
         result = run_lottery(cfg, out_dir, overwrite=overwrite, progress=prog)
+    if figures:
+        from landscape.viz.lottery_plots import plot_lottery
+
+        (fig,) = plot_lottery(result.levels, Path(out_dir) / "figures" / "lottery.png")
+        if not quiet:
+            console.print(f"figure: {fig}")
     print_lottery(result, Path(out_dir))
 
 

@@ -22,6 +22,8 @@ def test_quick_lottery_prints_a_table_per_sparsity(tmp_path: Path) -> None:
         assert pct in r.output
     assert "barrier" in r.output and "±" in r.output
     assert r.output.count("of the weights, the two copies:") == 3
+    png = (out / "figures" / "lottery.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     s = json.loads((out / "summary.json").read_text())["lottery"]
     assert [lv["level"] for lv in s["levels"]] == [0, 1, 2]
     assert s["config"]["seeds"] == [0, 1] and s["config"]["rounds"] == 2
