@@ -1,10 +1,10 @@
-"""``landscape experiment NAME``: the compression / many-minima and Boolean experiments."""
+"""``landscape experiment NAME``: the compression / many-minima, Boolean and lottery experiments."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -28,7 +28,10 @@ from landscape.experiments.compression import (
 )
 from landscape.io.rundir import default_run_dir
 
-EXPERIMENTS = ("compression", "boolean")
+if TYPE_CHECKING:
+    from landscape.experiments.lottery import Interval, LotteryResult
+
+EXPERIMENTS = ("compression", "boolean", "lottery")
 
 
 def print_verdict(summary: CompressionSummary, run_dir: Path) -> None:
@@ -124,10 +127,93 @@ def run_boolean_command(
     out_console.print(f"run directory: [bold]{out_dir}[/bold]")
 
 
+def _pm(iv: Interval, spec: str = ".3f") -> str:
+    if iv.n == 0:
+        return "—"
+    half = format(iv.half_width, spec) if iv.n >= 2 else "—"
+    return f"{format(iv.mean, spec)} ± {half}"
+
+
+def print_lottery(result: LotteryResult, run_dir: Path | None) -> None:
+    """Print the per-sparsity table of the lottery experiment and its verdict sentences."""
+    from rich import box
+    from rich.table import Table
+
+    cfg = result.config
+    r0 = result.runs[0]
+    t = Table(
+        title=(
+            f"lottery tickets · IMP p = {cfg.prune_fraction:g}, rewind to step {r0.rewind_step}"
+            f" of {r0.total_steps} · {len(cfg.seeds)} seeds, means ± 95% t-interval"
+        ),
+        show_header=True,
+        box=box.SIMPLE_HEAD,
+    )
+    for col in ("weights\nleft", "test\naccuracy", "barrier\ncopies", "barrier\nvs dense"):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("basin\ncopies", justify="left", no_wrap=True)
+    t.add_column("basin\nvs dense", justify="left", no_wrap=True)
+    colors = {"same basin": "green", "different basin": "red"}
+    short = {"same basin": "same", "different basin": "different", "same network": "—"}
+    for lv in result.levels:
+        sc = colors.get(lv.stability, "yellow")
+        dc = colors.get(lv.dense_verdict, "white")
+        t.add_row(
+            f"{100 * lv.remaining:.1f}%",
+            _pm(lv.test_acc),
+            _pm(lv.instability),
+            "—" if lv.level == 0 else _pm(lv.dense_barrier),
+            f"[{sc}]{short.get(lv.stability, 'undecided')}[/{sc}]",
+            f"[{dc}]{short.get(lv.dense_verdict, 'undecided')}[/{dc}]",
+        )
+    out_console.print(t)
+    for lv in result.levels:
+        out_console.print(lv.sentence())
+    where = f"; run directory: [bold]{run_dir}[/bold]" if run_dir is not None else ""
+    out_console.print(f"{result.seconds:.1f} s{where}")
+
+
+def run_lottery_command(
+    *,
+    rounds: int | None,
+    prune_fraction: float | None,
+    rewind_step: int | None,
+    seeds: int | None,
+    quick: bool,
+    out: Path | None,
+    overwrite: bool,
+    figures: bool,
+    quiet: bool,
+) -> None:
+    """Run the lottery experiment and print its table."""
+    from landscape.experiments.lottery import LotteryConfig, run_lottery, with_overrides
+
+    if seeds is not None and seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}.")
+    base = LotteryConfig.quick() if quick else LotteryConfig()
+    cfg = with_overrides(
+        base,
+        rounds=rounds,
+        prune_fraction=prune_fraction,
+        rewind_step=rewind_step,
+        seeds=None if seeds is None else tuple(range(seeds)),
+    )
+    out_dir = out or default_run_dir("lottery")
+    with progress_bars(quiet) as prog:
+        result = run_lottery(cfg, out_dir, overwrite=overwrite, progress=prog)
+    if figures:
+        from landscape.viz.lottery_plots import plot_lottery
+
+        (fig,) = plot_lottery(result.levels, Path(out_dir) / "figures" / "lottery.png")
+        if not quiet:
+            console.print(f"figure: {fig}")
+    print_lottery(result, Path(out_dir))
+
+
 @app.command("experiment")
 @friendly_errors
 def experiment(
-    name: Annotated[str, typer.Argument(help="Which experiment: compression or boolean.")],
+    name: Annotated[str, typer.Argument(help="Which experiment: compression, boolean or lottery.")],
     preset: Annotated[
         str | None,
         typer.Option("--preset", help=f"{', '.join(PRESETS)} (default: default)."),
@@ -143,13 +229,64 @@ def experiment(
         int | None, typer.Option("--workers", help="Networks trained in parallel (processes).")
     ] = None,
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Render figures.")] = True,
+    rounds: Annotated[
+        int | None, typer.Option("--rounds", help="lottery: pruning rounds (default 5).")
+    ] = None,
+    prune_fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--prune-fraction", help="lottery: fraction of remaining weights pruned per round."
+        ),
+    ] = None,
+    rewind_step: Annotated[
+        int | None,
+        typer.Option("--rewind-step", help="lottery: step rewound to (default: one epoch)."),
+    ] = None,
+    seeds: Annotated[
+        int | None, typer.Option("--seeds", help="lottery: number of seeds (default 3).")
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="lottery: a seconds-long run (600 digits, 3 rounds).")
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run an experiment: `compression` (many minima) or `boolean` (simplicity bias, P(f))."""
+    """Run an experiment: `compression`, `boolean` or `lottery`.
+
+    `compression`: many minima and basin measures; `boolean`: simplicity bias of P(f);
+    `lottery`: iterative magnitude pruning with rewinding and linear mode connectivity.
+    """
     if name not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}; use {', '.join(EXPERIMENTS)}.")
     if preset is not None and config is not None:
         raise ConfigError("give --preset or --config, not both.")
+    lottery_opts = {
+        "--rounds": rounds,
+        "--prune-fraction": prune_fraction,
+        "--rewind-step": rewind_step,
+        "--seeds": seeds,
+        "--quick": quick or None,
+    }
+    if name == "lottery":
+        if preset is not None or config is not None or resume or workers is not None:
+            raise ConfigError(
+                "the lottery experiment takes --rounds, --prune-fraction, --rewind-step,"
+                " --seeds and --quick, not --preset, --config, --resume or --workers."
+            )
+        run_lottery_command(
+            rounds=rounds,
+            prune_fraction=prune_fraction,
+            rewind_step=rewind_step,
+            seeds=seeds,
+            quick=quick,
+            out=out,
+            overwrite=overwrite,
+            figures=figures,
+            quiet=quiet,
+        )
+        return
+    given = [k for k, v in lottery_opts.items() if v is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)} only apply to `landscape experiment lottery`.")
     if name == "boolean":
         run_boolean_command(preset, config, out, resume, overwrite, figures, quiet)
         return
