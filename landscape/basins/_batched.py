@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 from torch.func import functional_call, vmap
 
+from landscape.engine.attention import math_attention
 from landscape.engine.params import ParamSpace
 
 
 @torch.no_grad()
+@math_attention()
 def loss_many(
     space: ParamSpace,
     thetas: torch.Tensor,
@@ -52,6 +54,7 @@ def loss_many(
 
 
 @torch.no_grad()
+@math_attention()
 def outputs_many(space: ParamSpace, thetas: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Model outputs at each row of ``thetas`` on inputs ``x`` → ``(k, batch, ...)``."""
     if space.scripted:

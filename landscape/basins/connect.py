@@ -33,6 +33,7 @@ from torch import nn
 from torch.func import functional_call
 
 from landscape.basins.symmetry import Alignment, match_permutations, weight_matching
+from landscape.engine.attention import math_attention
 from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError, NotApplicable
 from landscape.io.model_bundle import call_model
@@ -360,6 +361,7 @@ class TrainedCurve:
     history: np.ndarray = field(repr=False)
 
 
+@math_attention()
 def train_curve(
     space: ParamSpace,
     theta_a: torch.Tensor,

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
+from landscape.engine.attention import math_attention
 from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError, NotApplicable
 from landscape.progress import Progress, tracked
@@ -599,6 +600,7 @@ def _jacobian_forward(
     return space.forward, theta, space.dtype
 
 
+@math_attention()
 def _chunk_jacobian(
     f: Any, theta: torch.Tensor, x: torch.Tensor, state: dict[str, bool]
 ) -> torch.Tensor:

@@ -49,6 +49,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from landscape.basins.mcmc_diagnostics import bulk_ess, ess, split_rhat
+from landscape.engine.attention import math_attention
 from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError
 from landscape.progress import Progress, tracked
@@ -379,6 +380,7 @@ class _Chains:
     diverged: np.ndarray  # (chains,)
 
 
+@math_attention()
 def _sample(
     space: ParamSpace,
     w_star: torch.Tensor,

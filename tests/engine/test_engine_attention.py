@@ -53,6 +53,27 @@ class HandAttention(nn.Module):
         return self.head(torch.tanh(a.transpose(1, 2).flatten(2)).mean(dim=1))
 
 
+class TinyDecoder(nn.Module):
+    """A TransformerDecoderLayer (causal self-attention, cross-attention to a memory made by
+    an nn.MultiheadAttention over the embeddings) and a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(VOCAB, D)
+        self.mem = nn.MultiheadAttention(D, 2, batch_first=True)
+        self.layer = nn.TransformerDecoderLayer(
+            D, 2, dim_feedforward=12, dropout=0.0, batch_first=True
+        )
+        self.head = nn.Linear(D, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.emb(x)
+        memory, _ = self.mem(h, h, h, need_weights=False)
+        mask = nn.Transformer.generate_square_subsequent_mask(x.shape[1], dtype=h.dtype)
+        out = self.layer(h, memory, tgt_mask=mask, tgt_is_causal=True)
+        return self.head(out.mean(dim=1))
+
+
 def _data(n: int = 10, batch: int = 4) -> DataSource:
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, VOCAB, (n, SEQ), generator=g)
@@ -74,7 +95,8 @@ def _seeded(cls: type[nn.Module], **kw: bool) -> nn.Module:
 
 
 @pytest.mark.parametrize(
-    ("cls", "kw"), [(TinyEncoder, {}), (HandAttention, {}), (HandAttention, {"rms": True})]
+    ("cls", "kw"),
+    [(TinyEncoder, {}), (TinyDecoder, {}), (HandAttention, {}), (HandAttention, {"rms": True})],
 )
 def test_hessian_strategies_match_dense(cls: type[nn.Module], kw: dict[str, bool]) -> None:
     space = _space(_seeded(cls, **kw))
@@ -204,3 +226,31 @@ def test_missing_derivative_is_one_line_config_error() -> None:
     assert "_scaled_dot_product_flash_attention_for_cpu" in str(fwd)
     assert "--strategy reverse" in str(fwd)
     assert not is_missing_derivative(ValueError("derivative for x"))
+
+
+def test_metrics_surface_and_basin_measures_run_on_attention() -> None:
+    from landscape.basins.llc import LLCConfig, estimate_llc
+    from landscape.metrics import compute_metrics
+    from landscape.surface import quick_surface
+
+    space = _space(_seeded(TinyDecoder))
+    report = compute_metrics(
+        space,
+        names=["lambda_max", "trace", "eps_sharpness", "average_sharpness", "relative_flatness"],
+        trace_matvecs=9,
+        steps=2,
+        restarts=1,
+        average_samples=4,
+        relative_matvecs=9,
+    )
+    assert not report.skipped, report.skipped
+    assert report.value("lambda_max") > 0 and report.value("eps_sharpness") >= 0
+    surf = quick_surface(space, grid=(3, 3), span=0.5, seed=0)
+    loss = surf.to_dataset()["train_loss"].values
+    assert loss.shape == (3, 3) and float(loss[1, 1]) == pytest.approx(space.evaluate()[0])
+    res = estimate_llc(space, config=LLCConfig(draws=20, burn_in=5, chains=2))
+    assert res.llc.n == 2 and res.loss_trace.shape == (2, 20)
+    from landscape.basins.jacobian_rank import jacobian_rank
+
+    jr = jacobian_rank(space, max_samples=10)
+    assert 0 < jr.rank <= min(space.dim, 10 * 3)
