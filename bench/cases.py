@@ -262,7 +262,7 @@ def _surface_setup(b: Built, side: int) -> tuple[torch.Tensor, torch.Tensor, Any
     try:
         from landscape.surface import GridSpec, evaluate_surface, random_directions
     except ImportError:
-        from landscape.engine.distributed import sharded_grid_eval
+        from landscape.surface.sharded import sharded_grid_eval
 
         dirs_t, pts = _directions(b.space), _grid(side)
 

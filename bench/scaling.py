@@ -17,10 +17,10 @@ import torch
 
 from bench.suite import emit, record, timed_both
 from landscape.engine import CurvatureOperator, ParamSpace
-from landscape.engine.distributed import sharded_grid_eval
 from landscape.experiments.models import mlp
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.surface.sharded import sharded_grid_eval
 
 
 def _space(n: int, hidden: int, device: str, batch: int = 512) -> ParamSpace:

@@ -2,7 +2,7 @@
 
 The surface package evaluates points (:class:`landscape.surface.PointEvaluator`: the
 compiled loop on CPUs, vmap over points with bf16 and channels_last on GPUs);
-:func:`landscape.engine.distributed.sharded_grid_eval` gives each rank a strided share of
+:func:`landscape.surface.sharded.sharded_grid_eval` gives each rank a strided share of
 the points, keeps one progress file per rank and gathers the values. Together they make
 :func:`sharded_surface`, the distributed counterpart of
 :func:`landscape.surface.evaluate_surface`, which the scan uses under torchrun.
@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from landscape.engine.distributed import DistributedContext, resolve_context, sharded_grid_eval
+from landscape.engine.distributed import DistributedContext, resolve_context
 from landscape.engine.params import ParamSpace
 from landscape.progress import Progress
+from landscape.surface.sharded import sharded_grid_eval
 
 
 def sharded_surface(

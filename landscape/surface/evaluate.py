@@ -49,12 +49,13 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from landscape.engine.params import ParamSpace
-from landscape.errors import ConfigError, RunDirError
-from landscape.io.rundir import atomic_write
+from landscape.errors import ConfigError
 from landscape.progress import Progress, tracked
 from landscape.surface.directions import Directions
 from landscape.surface.fused import FusedPlan, build_fused
 from landscape.surface.grid import GridSpec
+from landscape.surface.progress import load_progress as _load_progress
+from landscape.surface.progress import save_progress as _save_progress
 from landscape.surface.result import Surface, relative_error
 
 METHODS = ("auto", "loop", "vmap", "fused")
@@ -705,41 +706,6 @@ def _fingerprint(
         h.update(np.ascontiguousarray(c).tobytes())
     h.update(json.dumps({"splits": list(splits), **options}, sort_keys=True).encode())
     return h.hexdigest()
-
-
-def _save_progress(
-    path: Path, fingerprint: str, done: np.ndarray, arrays: dict[str, np.ndarray]
-) -> None:
-    def write(tmp: Path) -> None:
-        with tmp.open("wb") as f:
-            payload: dict[str, Any] = {"fingerprint": np.array(fingerprint), "done": done}
-            payload.update(arrays)
-            np.savez(f, **payload)
-
-    atomic_write(path, write)
-
-
-def _load_progress(
-    path: Path, fingerprint: str, size: int, keys: Sequence[str]
-) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            fp = str(z["fingerprint"])
-            done = z["done"].astype(bool)
-            arrays = {k: z[k].astype(np.float64) for k in keys}
-    except Exception as exc:  # noqa: BLE001
-        raise RunDirError(
-            f"progress file {path} is unreadable ({type(exc).__name__}); delete it or use"
-            " --overwrite to start over."
-        ) from exc
-    if fp != fingerprint or done.shape != (size,):
-        raise RunDirError(
-            f"progress file {path} belongs to a different surface (directions, grid or"
-            " options changed); use --overwrite to start over or a new --out."
-        )
-    return done, arrays
 
 
 # -- the public entry points ----------------------------------------------------------

@@ -13,12 +13,13 @@ from pathlib import Path
 import torch
 
 from landscape.engine import ParamSpace
-from landscape.engine.distributed import DataParallel, DistributedContext, sharded_grid_eval
+from landscape.engine.distributed import DataParallel, DistributedContext
 from landscape.experiments.models import mlp
 from landscape.experiments.sharded_surface import sharded_quick_surface
 from landscape.hessian import hutchinson_trace, top_eigenpairs
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.surface.sharded import sharded_grid_eval
 
 torch.set_num_threads(1)
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from landscape.engine import CurvatureOperator, ParamSpace
-from landscape.engine.distributed import point_evaluator, sharded_grid_eval
+from landscape.surface.sharded import point_evaluator, sharded_grid_eval
 
 HERE = Path(__file__).resolve().parent
 RTOL = 1e-10

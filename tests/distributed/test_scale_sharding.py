@@ -15,14 +15,13 @@ from landscape.engine.distributed import (
     DistributedOperator,
     MainOnlyRun,
     backend_for,
-    point_evaluator,
     shard_bounds,
     shard_data,
-    sharded_grid_eval,
 )
 from landscape.errors import ConfigError, DataError
 from landscape.io.data import load_data
 from landscape.io.rundir import RunDir
+from landscape.surface.sharded import point_evaluator, sharded_grid_eval
 
 
 @pytest.mark.parametrize("mode", ["contiguous", "strided"])
