@@ -272,3 +272,52 @@ def trajectory(
         animate=animate,
     )
     print_trajectory(result, run_dir)
+
+
+@app.command("trajectory-demo")
+@friendly_errors
+def trajectory_demo(
+    out: OutOpt = None,
+    overwrite: OverwriteOpt = False,
+    resume: ResumeOpt = False,
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 30,
+    every: Annotated[int, typer.Option("--every", help="A checkpoint every N epochs.")] = 2,
+    hidden: Annotated[int, typer.Option("--hidden", help="Hidden width of the MLP.")] = 32,
+    seed: SeedOpt = 0,
+    llc: Annotated[
+        bool, typer.Option("--llc/--no-llc", help="Local learning coefficient (cheap SGLD).")
+    ] = True,
+    surface: Annotated[
+        bool, typer.Option("--surface/--no-surface", help="Loss surface on the PCA plane.")
+    ] = True,
+    grid: Annotated[str, typer.Option("--grid", help="PCA surface grid, e.g. 21x21.")] = "21x21",
+    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Render figures.")] = True,
+    animate: Annotated[
+        bool, typer.Option("--animate", help="Also write the path as an animated GIF.")
+    ] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a small MLP on digits (a checkpoint every few epochs) and measure its trajectory."""
+    from landscape.experiments.trajectory_demo import DemoRun, run_trajectory_demo
+
+    dims = parse_grid(grid)
+    if len(dims) != 2:
+        raise ConfigError(f"--grid {grid} must have two sizes (the PCA plane), like 21x21.")
+    demo = DemoRun(epochs=epochs, every=every, hidden=hidden, seed=seed)
+    cfg = TrajectoryConfig(llc=llc, surface=surface, surface_grid=(dims[0], dims[1]), seed=seed)
+    cfg.validate()
+    with progress_bars(quiet) as prog:
+        run, result = run_trajectory_demo(
+            out or default_run_dir("trajectory-demo"),
+            demo,
+            cfg,
+            overwrite=overwrite,
+            resume=resume,
+            progress=prog,
+        )
+    if figures:
+        from landscape.viz.trajectory_plots import trajectory_figures
+
+        notes = trajectory_figures(run.path, animate=animate)
+        result = dataclasses.replace(result, notes=result.notes + tuple(notes))
+    print_trajectory(result, run.path)

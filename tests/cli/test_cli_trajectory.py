@@ -91,3 +91,20 @@ def test_a_three_dimensional_grid_is_refused(tmp_path: Path) -> None:
     ck = _run(tmp_path / "ck")
     r = runner.invoke(app, ["trajectory", str(ck), *FAST, "--grid", "5x5x5"])
     assert r.exit_code == 2 and "two sizes" in r.output
+
+
+def test_trajectory_demo_trains_and_measures(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    args = ["trajectory-demo", "--out", str(out), "--epochs", "2", "--every", "1"]
+    args += ["--hidden", "4", "--no-llc", "--grid", "5x5", "--quiet"]
+    r = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "step_0.pt",
+        "step_23.pt",
+        "step_46.pt",
+    ]
+    assert json.loads((out / "summary.json").read_text())["trajectory"]["steps"] == [0, 23, 46]
+    assert (out / "figures" / "trajectory_path.png").stat().st_size > 1000
+    again = runner.invoke(app, [*args, "--resume"], env={"COLUMNS": "200"})
+    assert again.exit_code == 0 and "3 checkpoint(s) kept" in again.output
