@@ -89,7 +89,8 @@ class CheckpointRef:
 def _step_from_object(obj: Any) -> int | None:
     if not isinstance(obj, dict):
         return None
-    places = [obj.get("meta")] if isinstance(obj.get("meta"), dict) else []
+    meta = obj.get("meta")
+    places: list[dict[str, Any]] = [meta] if isinstance(meta, dict) else []
     places.append(obj)
     for place in places:
         for key in STEP_KEYS:

@@ -323,3 +323,21 @@ def test_llc_and_weight_alpha_are_measured_when_asked(tmp_path: Path) -> None:
         # 8x10 and 3x8 matrices are too small for a power-law tail of 10 eigenvalues
         assert math.isnan(p.alpha) and p.alpha_note
     assert any("undefined" in n for n in tr.notes)
+
+
+def test_stored_steps_of_dict_and_safetensors_checkpoints(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from landscape.experiments.trajectory import stored_step
+
+    sd = mlp(4, 3, 2).state_dict()
+    torch.save({"state_dict": sd, "global_step": 7, "epoch": 1}, tmp_path / "lightning.ckpt")
+    save_file(
+        {k: v.contiguous() for k, v in sd.items()},
+        str(tmp_path / "w.safetensors"),
+        metadata={"step": "12"},
+    )
+    torch.save(sd, tmp_path / "plain_3.pt")
+    assert stored_step(tmp_path / "lightning.ckpt") == 7
+    assert stored_step(tmp_path / "w.safetensors") == 12
+    assert stored_step(tmp_path / "plain_3.pt") is None
