@@ -822,13 +822,17 @@ def run_trajectory(
             thetas.append(space.theta0.detach().to("cpu", torch.float64))
             old = measured.get(str(ref.step))
             sha = str(bundle.provenance.get("sha256", ""))
+            point: CheckpointMeasure | None = None
             if (
                 isinstance(old, dict)
                 and old.get("sha256") == sha
                 and old.get("path") == str(ref.path)
             ):
-                point = CheckpointMeasure.from_dict(old)
-            else:
+                try:
+                    point = CheckpointMeasure.from_dict(old)
+                except (KeyError, TypeError, ValueError):
+                    point = None  # written by another version: measure it again
+            if point is None:
                 point = measure_checkpoint(bundle, ref, config, progress=progress)
                 run.update_summary({"trajectory": {"measured": {str(ref.step): point.to_dict()}}})
                 new.append(ref.step)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -341,3 +342,17 @@ def test_stored_steps_of_dict_and_safetensors_checkpoints(tmp_path: Path) -> Non
     assert stored_step(tmp_path / "lightning.ckpt") == 7
     assert stored_step(tmp_path / "w.safetensors") == 12
     assert stored_step(tmp_path / "plain_3.pt") is None
+
+
+def test_a_damaged_record_is_measured_again(tmp_path: Path) -> None:
+    ck = tmp_path / "ck"
+    _gd_run(ck, steps=(0, 5, 10))
+    run = RunDir.create(tmp_path / "run", {})
+    run_trajectory(resolve_checkpoints(ck), _loader(), run, FAST)
+    summary = json.loads(run.summary_path.read_text())
+    del summary["trajectory"]["measured"]["5"]["lambda_max"]
+    run.summary_path.write_text(json.dumps(summary))
+    again = run_trajectory(
+        resolve_checkpoints(ck), _loader(), RunDir.create(tmp_path / "run", {}, resume=True), FAST
+    )
+    assert again.measured == (5,)
