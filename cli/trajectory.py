@@ -47,7 +47,9 @@ from landscape.io.checkpoint import parse_model_kwargs
 from landscape.io.model_bundle import ModelBundle
 from landscape.io.rundir import RunDir, default_run_dir
 
-_VOLATILE = ("out", "overwrite", "resume", "quiet", "figures", "animate")
+# the checkpoint list may grow between runs (training went on): records are matched per
+# checkpoint by step, path and hash, so it is not part of what a resumed run must match
+_VOLATILE = ("out", "overwrite", "resume", "quiet", "figures", "animate", "checkpoints")
 
 
 def _same_run(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -168,7 +170,7 @@ def _loader(opts: LoadOptions, refs: list[CheckpointRef]) -> tuple[Any, dict[str
 
 
 def trajectory_run(
-    spec: str,
+    spec: str | list[str],
     opts: LoadOptions,
     cfg: TrajectoryConfig,
     out: Path | None,
@@ -186,7 +188,7 @@ def trajectory_run(
         out_dir = out or default_run_dir("trajectory-" + run_name(refs[-1].path))
         config = {
             "command": "trajectory",
-            "checkpoints": str(spec),
+            "checkpoints": [spec] if isinstance(spec, str) else list(spec),
             **load_cfg,
             "trajectory": cfg.to_dict(),
         }
@@ -207,10 +209,10 @@ def trajectory_run(
 @friendly_errors
 def trajectory(
     checkpoints: Annotated[
-        str,
+        list[str],
         typer.Argument(
-            help="A folder of checkpoints or a glob like 'ckpts/*.pt' (quote it), ordered by"
-            " the step stored in each checkpoint, else the last number in its name."
+            help="A folder of checkpoints, a glob like 'ckpts/*.pt', or checkpoint files;"
+            " ordered by the step stored in each checkpoint, else the last number in its name."
         ),
     ],
     model: ModelOpt = None,
@@ -246,7 +248,7 @@ def trajectory(
     quiet: QuietOpt = False,
 ) -> None:
     """Measure every checkpoint of a training run with one configuration, and its PCA path."""
-    opts = LoadOptions.from_params({**locals(), "checkpoint": Path(checkpoints)})
+    opts = LoadOptions.from_params({**locals(), "checkpoint": Path(checkpoints[0])})
     dims = parse_grid(grid)
     if len(dims) != 2:
         raise ConfigError(f"--grid {grid} must have two sizes (the PCA plane), like 21x21.")

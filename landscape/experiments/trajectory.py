@@ -150,8 +150,12 @@ def name_step(path: str | Path) -> int | None:
     return int(found[-1]) if found else None
 
 
-def find_checkpoints(spec: str | Path) -> list[Path]:
-    """The checkpoint files a directory or a glob names (unordered, deduplicated).
+def find_checkpoints(spec: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The checkpoint files that folders, globs or files name (unordered, deduplicated).
+
+    Args:
+        spec: a folder (its checkpoint files), a glob, a file, or a list of these (as a
+            shell expands an unquoted glob).
 
     Example:
         >>> find_checkpoints("/nonexistent/*.pt")
@@ -159,14 +163,19 @@ def find_checkpoints(spec: str | Path) -> list[Path]:
         ...
         landscape.errors.ConfigError: no checkpoints match /nonexistent/*.pt; give a folder of checkpoints or a glob like 'ckpts/*.pt'.
     """
-    text = str(spec)
-    p = Path(text).expanduser()
-    if p.is_dir():
-        files = [f for f in p.iterdir() if f.is_file() and f.suffix.lower() in CHECKPOINT_SUFFIXES]
-    else:
-        files = [Path(f) for f in globlib.glob(str(p), recursive=True) if Path(f).is_file()]
+    specs = [spec] if isinstance(spec, str | Path) else list(spec)
+    files: list[Path] = []
+    for one in specs:
+        p = Path(str(one)).expanduser()
+        if p.is_dir():
+            files += [
+                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in CHECKPOINT_SUFFIXES
+            ]
+        else:
+            files += [Path(f) for f in globlib.glob(str(p), recursive=True) if Path(f).is_file()]
     files = sorted({f.resolve(): f for f in files}.values())
     if not files:
+        text = " ".join(map(str, specs))
         raise ConfigError(
             f"no checkpoints match {text}; give a folder of checkpoints or a glob like"
             " 'ckpts/*.pt'."
@@ -224,8 +233,8 @@ def order_checkpoints(paths: Sequence[str | Path]) -> list[CheckpointRef]:
     return refs
 
 
-def resolve_checkpoints(spec: str | Path) -> list[CheckpointRef]:
-    """Checkpoints named by a directory or a glob, ordered by step (at least two).
+def resolve_checkpoints(spec: str | Path | Sequence[str | Path]) -> list[CheckpointRef]:
+    """Checkpoints named by folders, globs or files, ordered by step (at least two).
 
     Example:
         >>> import tempfile
@@ -240,7 +249,7 @@ def resolve_checkpoints(spec: str | Path) -> list[CheckpointRef]:
     refs = order_checkpoints(find_checkpoints(spec))
     if len(refs) < 2:
         raise ConfigError(
-            f"{spec} names one checkpoint ({refs[0].path.name}); a trajectory needs at least 2."
+            f"only one checkpoint matches ({refs[0].path.name}); a trajectory needs at least 2."
         )
     return refs
 

@@ -108,3 +108,19 @@ def test_trajectory_demo_trains_and_measures(tmp_path: Path) -> None:
     assert (out / "figures" / "trajectory_path.png").stat().st_size > 1000
     again = runner.invoke(app, [*args, "--resume"], env={"COLUMNS": "200"})
     assert again.exit_code == 0 and "3 checkpoint(s) kept" in again.output
+
+
+def test_files_as_a_shell_expands_a_glob_and_resume_after_training_went_on(
+    tmp_path: Path,
+) -> None:
+    ck = _run(tmp_path / "ck", hidden=(6, 6, 6, 6))
+    files = sorted(str(p) for p in ck.iterdir())
+    out = tmp_path / "run"
+    first = runner.invoke(app, ["trajectory", *files[:3], "--out", str(out), *FAST])
+    assert first.exit_code == 0, first.output
+    grown = runner.invoke(
+        app, ["trajectory", *files, "--out", str(out), *FAST, "--resume"], env={"COLUMNS": "200"}
+    )
+    assert grown.exit_code == 0, grown.output
+    assert "3 checkpoint(s) kept" in grown.output
+    assert json.loads((out / "summary.json").read_text())["trajectory"]["steps"] == [0, 10, 20, 30]
