@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "experiment",
     "compare",
     "report",
+    "trajectory",
 )
 
 

@@ -24,6 +24,7 @@ _EXPORTS = {
     "render_html": "landscape.viz.html_scene",
     "scan_figures": "landscape.viz.scan",
     "weight_figures": "landscape.viz.weight_plots",
+    "trajectory_figures": "landscape.viz.trajectory_plots",
     "set_style": "landscape.viz.style",
     "style_params": "landscape.viz.style",
     "load_surface": "landscape.viz.data",
