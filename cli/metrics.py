@@ -38,7 +38,7 @@ from landscape.cli.common import (
 from landscape.io.rundir import RunDir, default_run_dir, versions
 from landscape.metrics import METRICS, MetricsReport, compute_metrics
 from landscape.metrics._util import positive
-from landscape.metrics.report import check_names
+from landscape.metrics.registry import REGISTRY, check_names
 from landscape.results import Estimate
 
 
@@ -46,6 +46,20 @@ def _fmt(x: float) -> str:
     if isinstance(x, float) and not math.isfinite(x):
         return str(x)
     return f"{x:.6g}"
+
+
+def metric_help() -> str:
+    """The ``--metric`` help: every registered metric name, in report order.
+
+    Example:
+        >>> metric_help().startswith("Metric to compute (repeatable): loss, accuracy,")
+        True
+    """
+    return f"Metric to compute (repeatable): {', '.join(s.name for s in REGISTRY)}."
+
+
+def _complete_metric(incomplete: str) -> list[str]:
+    return [s.name for s in REGISTRY if s.name.startswith(incomplete)]
 
 
 def metrics_table(report: MetricsReport) -> Table:
@@ -79,9 +93,7 @@ def metrics_command(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file (any supported format).")],
     metric: Annotated[
         list[str] | None,
-        typer.Option(
-            "--metric", "-m", help=f"Metric to compute (repeatable): {', '.join(METRICS)}."
-        ),
+        typer.Option("--metric", "-m", help=metric_help(), autocompletion=_complete_metric),
     ] = None,
     radius: Annotated[
         float, typer.Option("--radius", help="ε of eps-sharpness (and ρ of adaptive sharpness).")

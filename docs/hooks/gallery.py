@@ -1,6 +1,7 @@
 """mkdocs hooks: command help pages and a figure gallery built from a small run.
 
-``<!-- help: COMMAND -->`` in a page is replaced by ``landscape COMMAND --help``. The
+``<!-- help: COMMAND -->`` in a page is replaced by ``landscape COMMAND --help``, and
+``<!-- metrics-table -->`` by the metric registry as a table. The
 gallery page is generated at build time: a tiny model is trained and scanned with the
 commands shown on the page, and every figure they write is placed under ``gallery/``.
 Set ``LANDSCAPE_DOCS_GALLERY=0`` to skip the run (the page then says so).
@@ -20,6 +21,7 @@ from typing import Any
 from mkdocs.structure.files import File, Files
 
 _HELP = re.compile(r"<!--\s*help:\s*([a-z ]+?)\s*-->")
+_METRICS_TABLE = re.compile(r"<!--\s*metrics-table\s*-->")
 _ENV = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb", "MPLBACKEND": "Agg"}
 _TRAIN = (
     "from landscape.experiments.demo import train_demo_model\n"
@@ -42,14 +44,24 @@ def _landscape(*args: str) -> str:
     return proc.stdout
 
 
+def metrics_table(markdown: str) -> str:
+    """Replace ``<!-- metrics-table -->`` with the registry's markdown table."""
+    if not _METRICS_TABLE.search(markdown):
+        return markdown
+    from landscape.metrics.registry import markdown_table
+
+    table = markdown_table()
+    return _METRICS_TABLE.sub(lambda _: table, markdown)
+
+
 def on_page_markdown(markdown: str, **_: Any) -> str:
-    """Replace help placeholders with the command's current ``--help`` text."""
+    """Replace help placeholders with ``--help`` text and the metrics placeholder with the table."""
 
     def repl(m: re.Match[str]) -> str:
         text = _landscape(*m.group(1).split(), "--help").rstrip()
         return f"```text\n{text}\n```"
 
-    return _HELP.sub(repl, markdown)
+    return metrics_table(_HELP.sub(repl, markdown))
 
 
 def _build_gallery(work: Path) -> list[tuple[str, list[Path]]]:
