@@ -346,7 +346,7 @@ def _pac_bayes_sigma(ctx: MetricContext) -> MetricResult:
         seed=ctx.seed,
         progress=ctx.progress,
     )
-    warnings = ()
+    warnings: tuple[str, ...] = ()
     if not pb.bracketed:
         warnings = (
             "PAC-Bayes σ was not bracketed within the evaluation budget; the value"
