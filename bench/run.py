@@ -40,7 +40,7 @@ from bench.suite import KEYS, emit, record
 ROOT = Path(__file__).resolve().parents[1]
 SUITE_CASES = ("hvp", "top5", "trace", "surface", "surface_fresh")
 EXTERNAL = ("hessian_vs_pyhessian", "surface_vs_anchors")
-LOCAL_MODULES = ("memory", "scaling", "transformer", "scan_resnet")
+LOCAL_MODULES = ("memory", "scaling", "transformer", "scan_resnet", "trajectory_vs_scan")
 ALL_CASES = (*SUITE_CASES, *EXTERNAL, *LOCAL_MODULES)
 EXTERNAL_TIMEOUT_S = 3600
 

@@ -33,7 +33,9 @@ from landscape.cli.common import (
     progress_bars,
     run_name,
 )
+from landscape.cli.launch import create_run, distributed_context
 from landscape.cli.scan import parse_grid
+from landscape.engine.distributed import is_main_process
 from landscape.errors import ConfigError
 from landscape.experiments.trajectory import (
     CheckpointRef,
@@ -45,7 +47,7 @@ from landscape.experiments.trajectory import (
 )
 from landscape.io.checkpoint import parse_model_kwargs
 from landscape.io.model_bundle import ModelBundle
-from landscape.io.rundir import RunDir, default_run_dir
+from landscape.io.rundir import default_run_dir
 
 # the checkpoint list may grow between runs (training went on): records are matched per
 # checkpoint by step, path and hash, so it is not part of what a resumed run must match
@@ -183,19 +185,27 @@ def trajectory_run(
 ) -> tuple[Path, Trajectory]:
     """Resolve, load, measure, draw; return ``(run_dir, trajectory)``."""
     refs = resolve_checkpoints(spec)
-    with progress_bars(quiet) as prog:
-        load, load_cfg = _loader(opts, refs)
-        out_dir = out or default_run_dir("trajectory-" + run_name(refs[-1].path))
-        config = {
-            "command": "trajectory",
-            "checkpoints": [spec] if isinstance(spec, str) else list(spec),
-            **load_cfg,
-            "trajectory": cfg.to_dict(),
-        }
-        run = RunDir.create(
-            out_dir, config, overwrite=overwrite, resume=resume, compare_keys=_same_run
-        )
-        result = run_trajectory(refs, load, run, cfg, progress=prog)
+    ctx = distributed_context(opts)
+    try:
+        with progress_bars(quiet or not ctx.is_main) as prog:
+            load, load_cfg = _loader(opts, refs)
+            out_dir = ctx.broadcast_object(
+                out or default_run_dir("trajectory-" + run_name(refs[-1].path))
+            )
+            config = {
+                "command": "trajectory",
+                "checkpoints": [spec] if isinstance(spec, str) else list(spec),
+                **load_cfg,
+                "trajectory": cfg.to_dict(),
+            }
+            run = create_run(
+                ctx, out_dir, config, overwrite=overwrite, resume=resume, compare_keys=_same_run
+            )
+            result = run_trajectory(refs, load, run, cfg, progress=prog, context=ctx)
+    finally:
+        ctx.shutdown()
+    if not ctx.is_main:
+        return run.path, result
     if figures:
         from landscape.viz.trajectory_plots import trajectory_figures
 
@@ -273,7 +283,8 @@ def trajectory(
         figures=figures,
         animate=animate,
     )
-    print_trajectory(result, run_dir)
+    if is_main_process():
+        print_trajectory(result, run_dir)
 
 
 @app.command("trajectory-demo")

@@ -46,6 +46,8 @@ import numpy as np
 import torch
 
 from landscape.basins.llc import LLCConfig
+from landscape.engine.context import DistributedContext, resolve_context
+from landscape.engine.data_parallel import DataParallel
 from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError, NotApplicable
 from landscape.io.model_bundle import ModelBundle
@@ -607,8 +609,13 @@ def measure_checkpoint(
     config: TrajectoryConfig,
     *,
     progress: Progress | None = None,
+    context: DistributedContext | None = None,
 ) -> CheckpointMeasure:
     """Measure one checkpoint (distances and PCA coordinates are filled in later).
+
+    Under torchrun (``context`` distributed) the losses and every curvature product are
+    data-parallel over the ranks' shards and every rank gets the same numbers; the LLC
+    sampler runs on rank 0 over all the data and its result is broadcast.
 
     Example:
         >>> from torch import nn
@@ -620,14 +627,14 @@ def measure_checkpoint(
         True
     """
     from landscape.basins.llc import estimate_llc
-    from landscape.engine.curvature import CurvatureOperator
     from landscape.hessian.sweep import spectrum
 
     t0 = time.perf_counter()
     space = ParamSpace(bundle, params=config.params)
-    loss, acc = space.evaluate()
-    tl, ta = space.evaluate(split="test") if bundle.data.has_test else (_NAN, _NAN)
-    op = CurvatureOperator(space, strategy=config.strategy)
+    dp = DataParallel(bundle, context, space=space)
+    loss, acc = dp.evaluate()
+    tl, ta = dp.evaluate(split="test") if bundle.data.has_test else (_NAN, _NAN)
+    op = dp.operator(strategy=config.strategy)
     sw = spectrum(
         op,
         top_k=min(config.top_k, space.dim),
@@ -644,13 +651,17 @@ def measure_checkpoint(
     op.release()
     llc, trusted = Estimate(_NAN, _NAN, 0), None
     if config.llc:
-        r = estimate_llc(
-            space,
-            config=dataclasses.replace(config.llc_config, seed=config.seed),
-            hessian_eigenvalues=np.asarray(sw.top.values),
-            progress=progress,
-        )
-        llc, trusted = r.llc, bool(r.trustworthy)
+
+        def sample() -> tuple[Estimate, bool]:
+            r = estimate_llc(
+                space,
+                config=dataclasses.replace(config.llc_config, seed=config.seed),
+                hessian_eigenvalues=np.asarray(sw.top.values),
+                progress=progress,
+            )
+            return r.llc, bool(r.trustworthy)
+
+        llc, trusted = dp.context.on_main(sample)
     alpha, note = _alpha(bundle, config) if config.weights else (_NAN, "weights off")
     return CheckpointMeasure(
         step=ref.step,
@@ -759,8 +770,13 @@ def run_trajectory(
     config: TrajectoryConfig,
     *,
     progress: Progress | None = None,
+    context: DistributedContext | None = None,
 ) -> Trajectory:
     """Measure every checkpoint of a training run into ``run`` (resuming what is there).
+
+    Under torchrun every rank measures its data shard of each checkpoint (see
+    :func:`measure_checkpoint`); rank 0 alone reports progress, draws the surface and
+    writes.
 
     Args:
         checkpoints: the checkpoints, ordered by step (:func:`resolve_checkpoints`).
@@ -770,6 +786,7 @@ def run_trajectory(
             same step and file hash are reused, not measured again.
         config: what to measure.
         progress: progress reporter.
+        context: the distributed context (default: the current process group, if any).
 
     Returns:
         The :class:`Trajectory` (also written to ``summary.json`` and ``results.nc``).
@@ -798,6 +815,9 @@ def run_trajectory(
     import xarray as xr
 
     config.validate()
+    ctx = resolve_context(context)
+    run = ctx.main_only(run)
+    progress = progress if ctx.is_main else None
     refs = list(checkpoints)
     if len(refs) < 2:
         raise ConfigError(f"a trajectory needs at least 2 checkpoints, got {len(refs)}.")
@@ -842,7 +862,7 @@ def run_trajectory(
                 except (KeyError, TypeError, ValueError):
                     point = None  # written by another version: measure it again
             if point is None:
-                point = measure_checkpoint(bundle, ref, config, progress=progress)
+                point = measure_checkpoint(bundle, ref, config, progress=progress, context=ctx)
                 run.update_summary({"trajectory": {"measured": {str(ref.step): point.to_dict()}}})
                 new.append(ref.step)
             points.append(point)
@@ -877,7 +897,7 @@ def run_trajectory(
     surface = None
     surf_key = [p.sha256 for p in points]
     old_surf = section.get("surface_checkpoints")
-    if config.surface:
+    if config.surface and ctx.is_main:
         if old_surf == surf_key and not new and run.results_path.exists():
             with xr.open_dataset(run.results_path, engine="h5netcdf") as ds:
                 if "train_loss" in ds:

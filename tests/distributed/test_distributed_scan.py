@@ -83,3 +83,45 @@ def test_torchrun_scan_matches_single_process(tmp_path):
                     b["train_loss"].values, a["train_loss"].values, rtol=1e-10
                 )
                 assert b["train_loss"].shape == (5, 4)
+
+
+@pytest.mark.slow
+def test_torchrun_trajectory_matches_single_process(tmp_path):
+    ckpts = tmp_path / "ckpts"
+    for step in (0, 5, 10):
+        torch.manual_seed(step)
+        save(
+            mlp(64, 8, 10, activation="tanh"),
+            ckpts / f"step{step}.pt",
+            factory="landscape.experiments.models:mlp",
+            factory_kwargs={"in_features": 64, "hidden": 8, "num_classes": 10, "activation": "tanh"},
+            meta={"step": step},
+        )
+
+    def args(out: Path) -> list[str]:
+        return [
+            "trajectory", str(ckpts), "--data", "digits", "--max-samples", "151",
+            "--batch-size", "40", "--dtype", "float64", "--no-llc", "--no-surface",
+            "--no-figures", "--quiet", "--out", str(out),
+        ]  # fmt: skip
+
+    res = CliRunner().invoke(app, args(tmp_path / "one"))
+    assert res.exit_code == 0, res.output
+    exe = shutil.which("landscape") or str(Path(sys.executable).parent / "landscape")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("WORLD_SIZE", None)
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--nnodes=1",
+        "--master-addr=127.0.0.1", f"--master-port={free_port()}", exe,
+        *args(tmp_path / "two"),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert proc.stdout.count("run directory") == 1  # rank 0 alone prints
+    one = json.loads((tmp_path / "one" / "summary.json").read_text())["trajectory"]
+    two = json.loads((tmp_path / "two" / "summary.json").read_text())["trajectory"]
+    for step in ("0", "5", "10"):
+        a, b = one["measured"][step], two["measured"][step]
+        for key in ("train_loss", "train_accuracy", "test_loss", "lambda_max"):
+            np.testing.assert_allclose(b[key], a[key], rtol=1e-8)
+        np.testing.assert_allclose(b["trace"]["mean"], a["trace"]["mean"], rtol=1e-8)
