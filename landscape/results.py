@@ -7,7 +7,7 @@ residuals, convergence, sample counts). ``to_dict`` gives JSON-ready scalars.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -116,12 +116,3 @@ class SpectralDensity:
         n = per_run.shape[0]
         se = float(per_run.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
         return Estimate(float(per_run.mean()), se, n, "slq")
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """What produced a result: configuration, seed and library versions."""
-
-    seed: int | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)

@@ -412,25 +412,8 @@ def run_scan(
                 seed=seed,
                 progress=progress,
             )
-            ds = surf.to_dataset()
-            run.write_arrays(ds)
-            loss_arr = np.asarray(ds["train_loss"].values, dtype=float)
-            finite = loss_arr[np.isfinite(loss_arr)]
-            finish(
-                "surface",
-                {
-                    "surface": {
-                        "dims": len(config.surface_grid),
-                        "grid": list(config.surface_grid),
-                        "range": [[-config.surface_range, config.surface_range]]
-                        * len(config.surface_grid),
-                        "normalization": "filter",
-                        "center_loss": float(ds.attrs.get("surface_center_loss", np.nan)),
-                        "min_loss": float(finite.min()) if finite.size else float("nan"),
-                    }
-                },
-                t0,
-            )
+            run.write_arrays(surf.to_dataset())
+            finish("surface", {"surface": surf.to_dict()}, t0)
         except NotApplicable as exc:
             skip("surface", exc, t0)
     op.release()
