@@ -1,6 +1,9 @@
 """Evaluating loss and accuracy on a grid of points ``origin + Σ c_k d_k``.
 
-One evaluator serves the CPU and accelerators (the device comes from the model):
+One evaluator serves the CPU and accelerators (the device comes from the model); it
+chooses one of the evaluation paths of :mod:`landscape.surface.paths` (the first-layer
+trick is in :mod:`landscape.surface.first_layer`, the progress files in
+:mod:`landscape.surface.progress`):
 
 * ``fused``: one point at a time through a rewritten eager forward of a plain
   ``nn.Sequential`` (:mod:`landscape.surface.fused`: BatchNorm folded into the preceding
@@ -32,16 +35,14 @@ recomputing a point.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,165 +53,21 @@ from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError
 from landscape.progress import Progress, tracked
 from landscape.surface.directions import Directions
+from landscape.surface.first_layer import (
+    FIRST_LAYER_CACHE_BYTES,
+    FirstLayer,
+    detect_first_layer,
+)
 from landscape.surface.fused import FusedPlan, build_fused
 from landscape.surface.grid import GridSpec
+from landscape.surface.paths import EvalPath, make_path
 from landscape.surface.progress import load_progress as _load_progress
 from landscape.surface.progress import save_progress as _save_progress
 from landscape.surface.result import Surface, relative_error
 
 METHODS = ("auto", "loop", "vmap", "fused")
-_PREFIX_TYPES = (nn.Flatten, nn.Identity, nn.Unflatten)
-_FIRST_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 DATA_CACHE_BYTES = 1 << 30
-FIRST_LAYER_CACHE_BYTES = 512 << 20
 AUTO_COMPILE_SECONDS = 60.0  # compiling costs ~15-45 s on a small CPU; it saves ~2/3
-
-
-# -- the first-layer trick ------------------------------------------------------------
-@dataclass
-class FirstLayer:
-    """How to split an ``nn.Sequential`` at its first (linear-in-weights) layer.
-
-    Attributes:
-        prefix: parameter-free modules applied to the input first (Flatten, Identity).
-        module: the first Conv/Linear module.
-        weight: θ name of its weight.
-        bias: θ name of its bias, or ``None``.
-        rest: the remaining children as ``(module, [(full_name, local_name), ...])``.
-    """
-
-    prefix: list[nn.Module]
-    module: nn.Module
-    weight: str
-    bias: str | None
-    rest: list[tuple[nn.Module, list[tuple[str, str]]]]
-
-    def layer(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-        """The first layer at weights ``w`` and bias ``b``."""
-        if isinstance(self.module, nn.Linear):
-            return torch.nn.functional.linear(x, w, b)
-        return self.module._conv_forward(x, w, b)  # type: ignore[operator]
-
-    def parts(
-        self,
-        x: torch.Tensor,
-        base: dict[str, torch.Tensor],
-        dvecs: Sequence[dict[str, torch.Tensor]],
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """``layer(x, θ)`` and ``layer(x, d_k)`` for every direction."""
-        for m in self.prefix:
-            x = m(x)
-        b = self.bias
-        z0 = self.layer(x, base[self.weight], base[b] if b else None)
-        zs = [self.layer(x, d[self.weight], d[b] if b else None) for d in dvecs]
-        return z0, zs
-
-    def forward_rest(self, params: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
-        """Apply the children after the first layer with the given parameters and buffers."""
-        for child, keys in self.rest:
-            if keys:
-                z = functional_call(child, {loc: params[full] for full, loc in keys}, (z,))
-            else:
-                z = child(z)
-        return z
-
-
-def detect_first_layer(space: ParamSpace) -> FirstLayer | None:
-    """Find a first layer usable by the first-layer trick, or ``None``.
-
-    The model must be a plain ``nn.Sequential`` (no overridden ``forward``, no shared
-    children, no parameters of its own) whose first child with state is an ``nn.Linear`` or
-    ``nn.ConvNd`` (exact types) preceded only by Flatten/Identity/Unflatten. The split is
-    then checked on two samples: a forward pre-hook confirms that the layer receives the
-    (flattened) input, and the split forward must reproduce the model's output.
-
-    Example:
-        >>> from landscape.io import ModelBundle, load_data
-        >>> m = nn.Sequential(nn.Flatten(), nn.Linear(10, 4), nn.ReLU(), nn.Linear(4, 3))
-        >>> space = ParamSpace(ModelBundle.from_module(m, load_data("synthetic")))
-        >>> detect_first_layer(space).weight
-        '1.weight'
-    """
-    module = space.bundle.module
-    if space.scripted or not isinstance(module, nn.Sequential):
-        return None
-    if type(module).forward is not nn.Sequential.forward:
-        return None
-    children = list(module._modules.items())
-    if any(c is None for _, c in children) or len({id(c) for _, c in children}) != len(children):
-        return None
-    if any("." not in n for n, _ in module.named_parameters()):
-        return None
-    if any("." not in n for n, _ in module.named_buffers()):
-        return None
-    names = set(space.names)
-    state = dict(space.unflatten(space.theta0))
-    state.update(space.buffers)
-    prefix: list[nn.Module] = []
-    for idx, (name, child) in enumerate(children):
-        has_state = any(True for _ in child.parameters()) or any(True for _ in child.buffers())
-        if not has_state:
-            if type(child) in _PREFIX_TYPES:
-                prefix.append(child)
-                continue
-            return None
-        if type(child) not in _FIRST_TYPES:
-            return None
-        if type(child) is not nn.Linear and getattr(child, "padding_mode", "zeros") not in (
-            "zeros",
-            "reflect",
-            "replicate",
-            "circular",
-        ):
-            return None
-        wname = f"{name}.weight"
-        bname = f"{name}.bias" if getattr(child, "bias", None) is not None else None
-        if wname not in names or (bname is not None and bname not in names):
-            return None
-        rest = []
-        for cname, c in children[idx + 1 :]:
-            pre = f"{cname}."
-            keys = [(k, k[len(pre) :]) for k in state if k.startswith(pre)]
-            rest.append((c, keys))
-        first = FirstLayer(prefix, child, wname, bname, rest)
-        return first if _verify_first_layer(space, first) else None
-    return None
-
-
-def _verify_first_layer(space: ParamSpace, first: FirstLayer) -> bool:
-    captured: list[torch.Tensor] = []
-
-    def hook(_m: nn.Module, args: tuple[Any, ...]) -> None:
-        captured.append(args[0])
-
-    try:
-        x = space.bundle.to_device(space.bundle.data.x_train[:2])
-        handle = first.module.register_forward_pre_hook(hook)
-        try:
-            with torch.no_grad():
-                ref = space.forward(space.theta0, x)
-        finally:
-            handle.remove()
-        if len(captured) != 1:
-            return False
-        with torch.no_grad():
-            xin = x
-            for m in first.prefix:
-                xin = m(xin)
-            if not torch.equal(captured[0], xin):
-                return False
-            base = space.unflatten(space.theta0)
-            z0, _ = first.parts(x, base, [])
-            params = dict(base)
-            params.update(space.buffers)
-            out = first.forward_rest(params, z0)
-        return bool(
-            isinstance(out, torch.Tensor)
-            and out.shape == ref.shape
-            and torch.allclose(out, ref, rtol=1e-5, atol=1e-6, equal_nan=True)
-        )
-    except Exception:  # noqa: BLE001 - any failure means: use the plain path
-        return False
 
 
 # -- the evaluator -----------------------------------------------------------------------
@@ -265,10 +122,6 @@ class _MaybeCompiled:
             except Exception as exc:  # noqa: BLE001
                 self._fail(exc)
         return self.fn(*args)
-
-
-def _is_bn(m: nn.Module) -> TypeGuard[nn.modules.batchnorm._BatchNorm]:
-    return isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
 
 
 class PointEvaluator:
@@ -382,12 +235,9 @@ class PointEvaluator:
         self.has_acc = self._has_accuracy()
         self._chunks: dict[str, list[tuple[torch.Tensor, torch.Tensor]] | None] = {}
         self._first_cache: dict[tuple[str, int], tuple[torch.Tensor, list[torch.Tensor]]] = {}
-        self._cols: dict[tuple[str, int], torch.Tensor] = {}
-        self._cols_bytes = 0
         self._cache_first = False
         if self.first is not None:
             self._cache_first = self._first_cache_fits()
-        self._bn_module: nn.Module | None = None
         self.compile_mode = compile
         self._step = _MaybeCompiled(self._make_step(), enabled=False)
         self._vstep: _MaybeCompiled | None = None
@@ -396,6 +246,7 @@ class PointEvaluator:
         elif self.method == "vmap":
             self._vstep = _MaybeCompiled(self._make_vstep(), enabled=compile is True)
         self.points_evaluated = 0
+        self.path: EvalPath = make_path(self)
 
     # -- setup helpers ---------------------------------------------------------------
     def _has_accuracy(self) -> bool:
@@ -547,14 +398,7 @@ class PointEvaluator:
         """
         coords = np.asarray(coords, dtype=np.float64).reshape(-1, self.k)
         with torch.no_grad():
-            if self.method == "scripted":
-                out = self._evaluate_scripted(coords)
-            elif self.method == "recompute":
-                out = self._evaluate_recompute(coords)
-            elif self.method == "fused":
-                out = self._evaluate_fused(coords)
-            else:
-                out = self._evaluate_functional(coords)
+            out = self.path.evaluate(coords)
         self.points_evaluated += coords.shape[0]
         return out
 
@@ -569,130 +413,12 @@ class PointEvaluator:
             acc = np.full(loss.shape, np.nan)
         return {f"{split}_loss": loss, f"{split}_accuracy": acc}
 
-    def _fused_cols(self, split: str, index: int, x: torch.Tensor) -> torch.Tensor | None:
-        """The first convolution's cached input patches for a chunk (``None``: convolve)."""
-        plan = self.fused
-        if plan is None or not plan.unfoldable or x.dim() != 4:
-            return None
-        key = (split, index)
-        hit = self._cols.get(key)
-        if hit is not None:
-            return hit
-        nbytes = plan.unfold_bytes(x)
-        if self._cols_bytes + nbytes > FIRST_LAYER_CACHE_BYTES:
-            return None
-        cols = plan.unfold(x.contiguous())
-        self._cols[key] = cols
-        self._cols_bytes += nbytes
-        return cols
-
-    def _evaluate_fused(self, coords: np.ndarray) -> dict[str, np.ndarray]:
-        assert self.fused is not None
-        P = coords.shape[0]
-        tot = {s: torch.zeros(P, dtype=torch.float64, device=self.device) for s in self.splits}
-        cor = {s: torch.zeros(P, dtype=torch.int64, device=self.device) for s in self.splits}
-        for p in range(P):
-            state = self.space.unflatten(self._theta(coords[p]))
-            state.update(self.buffers)
-            for split in self.splits:
-                for ci, x, y in self.chunks(split):
-                    cols = self._fused_cols(split, ci, x)
-                    with self._autocast():
-                        o = self.fused.forward(state, x, cols)
-                    r = self._stats(o, y)
-                    tot[split][p] += r[0].to(torch.float64)
-                    if self.has_acc:
-                        cor[split][p] += r[1]
-        out: dict[str, np.ndarray] = {}
-        for split in self.splits:
-            out.update(self._finish(split, tot[split], cor[split] if self.has_acc else None))
-        return out
-
-    def _evaluate_functional(self, coords: np.ndarray) -> dict[str, np.ndarray]:
-        cs = torch.as_tensor(coords, dtype=self.dtype).to(self.device)
-        P = cs.shape[0]
-        out: dict[str, np.ndarray] = {}
-        for split in self.splits:
-            tot = torch.zeros(P, dtype=torch.float64, device=self.device)
-            cor = torch.zeros(P, dtype=torch.int64, device=self.device) if self.has_acc else None
-            for ci, x, y in self.chunks(split):
-                inp: Any = self._first_parts(split, ci, x) if self.first is not None else x
-                if self.method == "vmap":
-                    assert self._vstep is not None
-                    r = self._vstep(cs, inp, y, self.base, self.dvecs, self.buffers)
-                    tot = tot + r[0].to(torch.float64)
-                    if cor is not None:
-                        cor = cor + r[1]
-                else:
-                    for p in range(P):
-                        r = self._step(cs[p], inp, y, self.base, self.dvecs, self.buffers)
-                        tot[p] = tot[p] + r[0].to(torch.float64)
-                        if cor is not None:
-                            cor[p] = cor[p] + r[1]
-            out.update(self._finish(split, tot, cor))
-        return out
-
     def _theta(self, c: np.ndarray) -> torch.Tensor:
         cs = torch.as_tensor(c, dtype=self.dtype).to(self.device)
         theta = self.dirs.origin
         for j, v in enumerate(self.dirs.vectors):
             theta = theta + cs[j] * v
         return theta
-
-    def _evaluate_scripted(self, coords: np.ndarray) -> dict[str, np.ndarray]:
-        res: dict[str, list[float]] = {}
-        for c in coords:
-            theta = self._theta(c)
-            for split in self.splits:
-                loss, acc = self.space.evaluate(theta, split)
-                res.setdefault(f"{split}_loss", []).append(loss)
-                res.setdefault(f"{split}_accuracy", []).append(acc if self.has_acc else np.nan)
-        return {k: np.asarray(v, dtype=np.float64) for k, v in res.items()}
-
-    def _bn_copy(self) -> nn.Module:
-        if self._bn_module is None:
-            m = copy.deepcopy(self.space.bundle.module)
-            m.eval()
-            for mod in m.modules():
-                if _is_bn(mod):
-                    mod.momentum = None
-            self._bn_module = m
-        return self._bn_module
-
-    def _evaluate_recompute(self, coords: np.ndarray) -> dict[str, np.ndarray]:
-        m = self._bn_copy()
-        named = dict(m.named_parameters())
-        bns = [mod for mod in m.modules() if _is_bn(mod)]
-        res: dict[str, list[float]] = {}
-        for c in coords:
-            theta = self._theta(c)
-            for info in self.space.infos:
-                named[info.name].copy_(theta[info.slice].view(info.shape))
-            for bn in bns:
-                bn.reset_running_stats()
-                bn.train()
-            if bns:
-                for _, x, _y in self.chunks("train"):
-                    with self._autocast():
-                        m(x)
-            for bn in bns:
-                bn.eval()
-            for split in self.splits:
-                tot = torch.zeros((), dtype=torch.float64, device=self.device)
-                cor = torch.zeros((), dtype=torch.int64, device=self.device)
-                for _, x, y in self.chunks(split):
-                    with self._autocast():
-                        o = m(x)
-                    r = self._stats(o, y)
-                    tot = tot + r[0].to(torch.float64)
-                    if self.has_acc:
-                        cor = cor + r[1]
-                n = self.n[split]
-                res.setdefault(f"{split}_loss", []).append(float(tot) / n)
-                res.setdefault(f"{split}_accuracy", []).append(
-                    int(cor) / n if self.has_acc else np.nan
-                )
-        return {k: np.asarray(v, dtype=np.float64) for k, v in res.items()}
 
 
 # -- progress files ---------------------------------------------------------------------
