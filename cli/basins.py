@@ -9,26 +9,16 @@ import typer
 
 from landscape.cli.app import app
 from landscape.cli.common import (
-    BatchSizeOpt,
-    DataOpt,
-    DeviceOpt,
-    DtypeOpt,
     LoadOptions,
-    LossOpt,
-    MaxSamplesOpt,
-    ModelKwargsOpt,
-    ModelOpt,
     OutOpt,
-    ParamsOpt,
     QuietOpt,
     SeedOpt,
-    TestFractionOpt,
-    TrustOpt,
     friendly_errors,
     load_bundle,
     out_console,
     progress_bars,
     run_name,
+    with_load_options,
 )
 from landscape.errors import ConfigError
 from landscape.experiments.basins_run import (
@@ -174,6 +164,7 @@ def _open_run(out: Path, config: dict[str, Any]) -> RunDir:
 
 @app.command("basins")
 @friendly_errors
+@with_load_options()
 def basins(
     checkpoint: Annotated[
         Path, typer.Argument(help="Checkpoint file (.pt, .safetensors, .pt2, TorchScript).")
@@ -187,18 +178,7 @@ def basins(
             f" Default: {', '.join(DEFAULT_MEASURES)}.",
         ),
     ] = None,
-    model: ModelOpt = None,
-    model_kwargs: ModelKwargsOpt = None,
-    trust_checkpoint: TrustOpt = False,
-    data: DataOpt = None,
-    loss: LossOpt = None,
-    max_samples: MaxSamplesOpt = None,
-    batch_size: BatchSizeOpt = 1024,
-    test_fraction: TestFractionOpt = 0.2,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
     seed: SeedOpt = 0,
-    params: ParamsOpt = None,
     out: OutOpt = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="TOML file with a [basins] table.")
@@ -234,9 +214,10 @@ def basins(
         int | None, typer.Option("--jacobian-samples", help="Samples in the Jacobian.")
     ] = None,
     quiet: QuietOpt = False,
+    *,
+    opts: LoadOptions,
 ) -> None:
     """Measure a checkpoint's basin: LLC, prior mass, functional dimension, P(f), curvature."""
-    opts = LoadOptions.from_params(locals())
     cfg = build_basins_config(
         measure,
         config,

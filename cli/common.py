@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import re
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -175,6 +177,97 @@ ParamsOpt = Annotated[
         " e.g. 'enc.layers.0.*' or '*.self_attn.*'; the others are held fixed.",
     ),
 ]
+
+
+# (name, annotated type, default) of the options every analysis command shares
+LOAD_PARAMETERS: tuple[tuple[str, Any, Any], ...] = (
+    ("model", ModelOpt, None),
+    ("model_kwargs", ModelKwargsOpt, None),
+    ("trust_checkpoint", TrustOpt, False),
+    ("data", DataOpt, None),
+    ("loss", LossOpt, None),
+    ("max_samples", MaxSamplesOpt, None),
+    ("batch_size", BatchSizeOpt, 1024),
+    ("test_fraction", TestFractionOpt, 0.2),
+    ("device", DeviceOpt, None),
+    ("dtype", DtypeOpt, None),
+    ("seed", SeedOpt, 0),
+    ("params", ParamsOpt, None),
+)
+
+
+def with_load_options(
+    *, checkpoint: str = "checkpoint", exclude: tuple[str, ...] = ()
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the shared loading options, declared once, as ``opts: LoadOptions``.
+
+    The decorated function takes ``opts`` (and may also declare any shared option it
+    uses itself, such as ``seed``); the command's signature, which typer reads, gets every
+    shared option in :data:`LOAD_PARAMETERS` that the function does not declare, minus
+    ``exclude``.
+
+    Args:
+        checkpoint: the name of the command's checkpoint argument (``None`` in ``opts``
+            when the command has none).
+        exclude: shared options this command does not offer.
+
+    Example:
+        >>> @with_load_options()
+        ... def cmd(checkpoint: Path, opts: LoadOptions, seed: int = 0) -> int:
+        ...     return opts.batch_size + seed
+        >>> cmd(checkpoint=Path("m.pt"), seed=1)
+        1025
+        >>> "batch_size" in inspect.signature(cmd).parameters
+        True
+    """
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)
+        own = [
+            p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in sig.parameters.values()
+            if p.name != "opts"
+        ]
+        declared = {p.name for p in own}
+        shared = [
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+            )
+            for name, annotation, default in LOAD_PARAMETERS
+            if name not in declared and name not in exclude
+        ]
+        defaults = {name: default for name, _, default in LOAD_PARAMETERS}
+        passed = [p.name for p in own]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            bound = dict(zip(passed, args, strict=False))
+            bound.update(kwargs)
+            values = {n: bound.get(n, defaults[n]) for n in defaults if n not in exclude}
+            opts = LoadOptions(
+                checkpoint=bound.get(checkpoint),  # type: ignore[arg-type]
+                trust=bool(values.pop("trust_checkpoint", False)),
+                **values,
+            )
+            return fn(**{n: bound[n] for n in passed if n in bound}, opts=opts)
+
+        params = [p for p in own if p.kind != inspect.Parameter.KEYWORD_ONLY]
+        params += [p for p in own if p.kind == inspect.Parameter.KEYWORD_ONLY] + shared
+        wrapper.__signature__ = sig.replace(  # type: ignore[attr-defined]
+            parameters=[
+                p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                if p.kind == inspect.Parameter.KEYWORD_ONLY and p.default is not p.empty
+                else p
+                for p in params
+            ]
+        )
+        wrapper.__annotations__ = {p.name: p.annotation for p in params} | {
+            "return": hints.get("return", Any)
+        }
+        return wrapper
+
+    return deco
 
 
 @dataclass

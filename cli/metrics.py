@@ -12,21 +12,10 @@ from rich.table import Table
 
 from landscape.cli.app import app
 from landscape.cli.common import (
-    BatchSizeOpt,
-    DataOpt,
-    DeviceOpt,
-    DtypeOpt,
     LoadOptions,
-    LossOpt,
-    MaxSamplesOpt,
-    ModelKwargsOpt,
-    ModelOpt,
     OutOpt,
-    ParamsOpt,
     QuietOpt,
     SeedOpt,
-    TestFractionOpt,
-    TrustOpt,
     console,
     friendly_errors,
     load_bundle,
@@ -34,6 +23,7 @@ from landscape.cli.common import (
     param_space,
     progress_bars,
     run_name,
+    with_load_options,
 )
 from landscape.io.rundir import RunDir, default_run_dir, versions
 from landscape.metrics import METRICS, MetricsReport, compute_metrics
@@ -89,6 +79,7 @@ def metrics_table(report: MetricsReport) -> Table:
 
 @app.command("metrics")
 @friendly_errors
+@with_load_options()
 def metrics_command(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file (any supported format).")],
     metric: Annotated[
@@ -107,26 +98,16 @@ def metrics_command(
             " (default: when the architecture allows it).",
         ),
     ] = None,
-    model: ModelOpt = None,
-    model_kwargs: ModelKwargsOpt = None,
-    trust: TrustOpt = False,
-    data: DataOpt = None,
-    loss: LossOpt = None,
-    max_samples: MaxSamplesOpt = None,
-    batch_size: BatchSizeOpt = 1024,
-    test_fraction: TestFractionOpt = 0.2,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
     seed: SeedOpt = 0,
-    params: ParamsOpt = None,
     out: OutOpt = None,
     quiet: QuietOpt = False,
+    *,
+    opts: LoadOptions,
 ) -> None:
     """Compute flatness/sharpness metrics and write the summary's `metrics` section."""
     names = check_names(metric) if metric else None
     radius = positive("--radius", radius)
     sigma = positive("--sigma", sigma)
-    opts = LoadOptions.from_params(locals())
     bundle, loaded = load_bundle(opts)
     space = param_space(bundle, opts)
     t0 = time.perf_counter()

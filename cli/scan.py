@@ -10,28 +10,18 @@ import typer
 
 from landscape.cli.app import app
 from landscape.cli.common import (
-    BatchSizeOpt,
-    DataOpt,
-    DeviceOpt,
-    DtypeOpt,
     LoadOptions,
-    LossOpt,
-    MaxSamplesOpt,
-    ModelKwargsOpt,
-    ModelOpt,
     OutOpt,
     OverwriteOpt,
-    ParamsOpt,
     QuietOpt,
     ResumeOpt,
     SeedOpt,
-    TestFractionOpt,
-    TrustOpt,
     friendly_errors,
     load_bundle,
     out_console,
     progress_bars,
     run_name,
+    with_load_options,
 )
 from landscape.cli.launch import create_run, distributed_context
 from landscape.engine.distributed import is_main_process
@@ -298,22 +288,12 @@ def scan_checkpoint(
 
 @app.command("scan")
 @friendly_errors
+@with_load_options()
 def scan(
     checkpoint: Annotated[
         Path, typer.Argument(help="Checkpoint file (.pt, .safetensors, .pt2, TorchScript).")
     ],
-    model: ModelOpt = None,
-    model_kwargs: ModelKwargsOpt = None,
-    trust_checkpoint: TrustOpt = False,
-    data: DataOpt = None,
-    loss: LossOpt = None,
-    max_samples: MaxSamplesOpt = None,
-    batch_size: BatchSizeOpt = 1024,
-    test_fraction: TestFractionOpt = 0.2,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
     seed: SeedOpt = 0,
-    params: ParamsOpt = None,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
     resume: ResumeOpt = False,
@@ -365,9 +345,10 @@ def scan(
     ] = True,
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Render figures.")] = True,
     quiet: QuietOpt = False,
+    *,
+    opts: LoadOptions,
 ) -> None:
     """Scan a checkpoint: spectrum, trace, density, metrics, a 2D surface and figures."""
-    opts = LoadOptions.from_params(locals())
     overrides: dict[str, Any] = {
         "top_k": top_k,
         "bottom_k": bottom_k,
@@ -377,7 +358,7 @@ def scan(
         "seed": seed,
         "exact": exact or None,
         "surface_grid": parse_grid(grid) if grid else None,
-        "params": tuple(params) if params else None,
+        "params": tuple(opts.params) if opts.params else None,
         "per_layer": per_layer or None,
     }
     if not surface:

@@ -10,29 +10,19 @@ import typer
 
 from landscape.cli.app import app
 from landscape.cli.common import (
-    BatchSizeOpt,
-    DataOpt,
-    DeviceOpt,
-    DtypeOpt,
     LoadOptions,
-    LossOpt,
-    MaxSamplesOpt,
-    ModelKwargsOpt,
-    ModelOpt,
     OutOpt,
     OverwriteOpt,
-    ParamsOpt,
     QuietOpt,
     ResumeOpt,
     SeedOpt,
-    TestFractionOpt,
-    TrustOpt,
     friendly_errors,
     load_bundle,
     out_console,
     param_space,
     progress_bars,
     run_name,
+    with_load_options,
 )
 from landscape.errors import ConfigError
 
@@ -83,6 +73,7 @@ def _auto_range(kind: str, dirs: Any, dims: int) -> str:
 
 @app.command("surface")
 @friendly_errors
+@with_load_options()
 def surface(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint whose model and data to use.")],
     extra: Annotated[
@@ -140,22 +131,13 @@ def surface(
     points_per_batch: Annotated[
         int | None, typer.Option("--points-per-batch", help="Grid points per batch.")
     ] = None,
-    model: ModelOpt = None,
-    model_kwargs: ModelKwargsOpt = None,
-    trust: TrustOpt = False,
-    data: DataOpt = None,
-    loss: LossOpt = None,
-    max_samples: MaxSamplesOpt = None,
-    batch_size: BatchSizeOpt = 1024,
-    test_fraction: TestFractionOpt = 0.2,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
     seed: SeedOpt = 0,
-    params: ParamsOpt = None,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
     resume: ResumeOpt = False,
     quiet: QuietOpt = False,
+    *,
+    opts: LoadOptions,
 ) -> None:
     """Evaluate a loss surface on a 1D/2D/3D grid and write it to a run directory."""
     from landscape.io.rundir import RunDir, default_run_dir, versions
@@ -216,7 +198,6 @@ def surface(
         parse_range(range_, dims)
     GridSpec.parse(grid_text, range_ or "-1:1", dims)  # validate before loading anything
 
-    opts = LoadOptions.from_params(locals())
     bundle, loaded = load_bundle(opts)
     space = param_space(bundle, opts)
     ignore = "none" if keep_biases else "biasbn"
@@ -243,7 +224,11 @@ def surface(
             dirs = eigen_directions(space, top_eigenpairs, dims, seed=seed, progress=progress)
         else:
             vecs = load_checkpoints(
-                space, paths, model=model, model_kwargs=_kwargs(model_kwargs), trust=trust
+                space,
+                paths,
+                model=opts.model,
+                model_kwargs=_kwargs(opts.model_kwargs),
+                trust=opts.trust,
             )
             if kind == "interpolate":
                 dirs = interpolation_direction(space, vecs[0], vecs[1])
