@@ -38,7 +38,8 @@ import torch
 import torch.distributed as dist
 
 from landscape import errors
-from landscape.engine.curvature import CurvatureOperator, Operator
+from landscape.engine.curvature import CurvatureOperator
+from landscape.engine.operators import LinearOperatorBase, Operator
 from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError, DataError, LandscapeError
 from landscape.io.data import DataSource
@@ -465,7 +466,7 @@ def shard_bundle(
 
 
 # -- data-parallel curvature -----------------------------------------------------------
-class DistributedOperator:
+class DistributedOperator(LinearOperatorBase):
     """Data-parallel curvature: the all-reduced, sample-weighted mean of shard operators.
 
     Each rank's ``local_op`` returns the mean over its ``n_local`` samples; this operator
