@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from landscape.engine.context import DistributedContext, resolve_context
-from landscape.engine.curvature import CurvatureOperator, Operator
+from landscape.engine.curvature import CurvatureOperator
+from landscape.engine.operators import LinearOperatorBase, Operator
 from landscape.engine.params import ParamSpace
 from landscape.engine.sharding import shard_bundle
 from landscape.errors import ConfigError
@@ -14,7 +15,7 @@ from landscape.io.rundir import RunDir
 from landscape.progress import Progress
 
 
-class DistributedOperator:
+class DistributedOperator(LinearOperatorBase):
     """Data-parallel curvature: the all-reduced, sample-weighted mean of shard operators.
 
     Each rank's ``local_op`` returns the mean over its ``n_local`` samples; this operator

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 import torch
 
-from landscape.engine.curvature import Operator
+from landscape.engine.operators import LinearOperatorBase, Operator
 from landscape.errors import ConfigError
 
 
-class RestrictedOperator:
+class RestrictedOperator(LinearOperatorBase):
     """The principal submatrix ``A[indices][:, indices]`` of an operator, matrix-free.
 
     Args:

@@ -20,11 +20,26 @@ themselves; not by neuron-wise rescalings of the features, except at a canonical
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import torch
 from torch.func import functional_call
 
-from landscape.engine import CurvatureOperator, Operator, ParamInfo, ParamSpace
+from landscape.engine import (
+    CachedReverse,
+    ChunkSumOperator,
+    CurvatureOperator,
+    HVPStrategy,
+    LinearOperatorBase,
+    Operator,
+    ParamInfo,
+    ParamSpace,
+    RestrictedOperator,
+    Reverse,
+)
 from landscape.engine.attention import math_attention
+from landscape.engine.curvature import CACHE_MAX_CHUNKS
 from landscape.errors import ConfigError, NotApplicable
 from landscape.hessian import hutchpp_trace
 from landscape.metrics._util import point, positive_int
@@ -72,42 +87,20 @@ def feature_layer(space: ParamSpace, layer: str | None = None) -> ParamInfo:
     )
 
 
-class RestrictedOperator:
-    """The block of a full-θ operator on one parameter tensor: ``P A Pᵀ``.
-
-    Args:
-        op: an operator on all of θ.
-        info: the parameter tensor the block belongs to.
-    """
-
-    def __init__(self, op: Operator, info: ParamInfo) -> None:
-        self.op = op
-        self.info = info
-        self.dim = info.numel
-        self.device = op.device
-        self.dtype = op.dtype
-        self.matvecs = 0
-
-    def matmat(self, vs: torch.Tensor) -> torch.Tensor:
-        """Apply the block to each row of ``vs`` (shape ``(k, numel)``)."""
-        vs = vs.to(device=self.device, dtype=self.dtype).reshape(-1, self.dim)
-        self.matvecs += vs.shape[0]
-        full = torch.zeros(vs.shape[0], self.op.dim, device=self.device, dtype=self.dtype)
-        full[:, self.info.slice] = vs
-        return self.op.matmat(full)[:, self.info.slice]
-
-    def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """Apply the block to one vector."""
-        return self.matmat(v.reshape(1, -1))[0]
+def _block(op: Operator, info: ParamInfo) -> RestrictedOperator:
+    """The block ``P A Pᵀ`` of a full-θ operator on one parameter tensor."""
+    return RestrictedOperator(op, torch.arange(info.offset, info.offset + info.numel))
 
 
-class LayerHessian:
+class LayerHessian(ChunkSumOperator):
     """The Hessian block of one parameter tensor, with gradients taken through it only.
 
     The rest of θ is held constant, so autograd records only the operations downstream
     of the layer and each product costs about one backward pass through the layers after
-    it (for the last Linear: the head only). Per-chunk gradient graphs are kept when the
-    data has at most 8 chunks.
+    it (for the last Linear: the head only). Per-chunk gradient graphs are kept
+    (:class:`~landscape.engine.CachedReverse`) when the data has at most
+    :data:`~landscape.engine.curvature.CACHE_MAX_CHUNKS` chunks, else rebuilt per pass
+    (:class:`~landscape.engine.Reverse`). BatchNorm runs on the model's own kernels.
 
     Args:
         space: the model, data and loss (not TorchScript).
@@ -116,21 +109,22 @@ class LayerHessian:
         split: data split.
     """
 
+    kind = "hessian"
+    affine_batchnorm = False
+
     def __init__(
         self, space: ParamSpace, theta: torch.Tensor, info: ParamInfo, split: str = "train"
     ) -> None:
-        self.space = space
-        self.theta = theta.detach()
+        super().__init__(space, theta, split=split, dim=info.numel)
         self.info = info
-        self.split = split
-        self.dim = info.numel
-        self.device = space.device
-        self.dtype = space.dtype
-        self.n = space.num_units(split)
-        self.matvecs = 0
-        self._graphs: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.hvp: HVPStrategy
+        if self._num_chunks() <= CACHE_MAX_CHUNKS:
+            self.hvp = CachedReverse(self._graph)
+        else:
+            self.hvp = Reverse(self._graph)
+        self.strategy = self.hvp.name
 
-    def _graph(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _graph(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         w = self.theta[self.info.slice].clone().requires_grad_(True)
         params = self.space.unflatten(self.theta)  # constants: no graph upstream of W
         params[self.info.name] = w.view(self.info.shape)
@@ -139,39 +133,26 @@ class LayerHessian:
             out = functional_call(self.space.bundle.module, params, (x,), strict=False)
             loss = self.space.bundle.loss.chunk_sum(out, y)
             (g,) = torch.autograd.grad(loss, w, create_graph=True)
-        return g, w
+        return g, [w]
 
-    def _graphs_iter(self):  # noqa: ANN202
-        if self._graphs is not None:
-            yield from self._graphs
-            return
-        keep = -(-self.space.num_samples(self.split) // self.space.bundle.data.batch_size) <= 8
-        graphs = []
-        for x, y in self.space.chunks(self.split):
-            gw = self._graph(x, y)
-            if keep:
-                graphs.append(gw)
-            yield gw
-        if keep:
-            self._graphs = graphs
+    def _chunks(self) -> Iterable[Any]:
+        return self.hvp.chunks(self.space.chunks(self.split))
 
-    def matmat(self, vs: torch.Tensor) -> torch.Tensor:
-        """Apply the block Hessian to each row of ``vs`` (shape ``(k, numel)``)."""
-        vs = vs.to(device=self.device, dtype=self.dtype).reshape(-1, self.dim)
-        self.matvecs += vs.shape[0]
-        out = torch.zeros_like(vs)
-        for g, w in self._graphs_iter():
-            for i in range(vs.shape[0]):
-                (hv,) = torch.autograd.grad(g, w, grad_outputs=vs[i], retain_graph=True)
-                out[i] += hv.detach()
-        return out / self.n
+    def _chunk_matvec(self, chunk: Any, v: torch.Tensor) -> torch.Tensor:
+        return self.hvp.matvec(chunk, v)
 
-    def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """Apply the block Hessian to one vector."""
-        return self.matmat(v.reshape(1, -1))[0]
+    def _chunk_matmat(self, chunk: Any, vs: torch.Tensor) -> torch.Tensor:
+        return self.hvp.matmat(chunk, vs)
+
+    def _traced(self) -> bool:
+        return self.hvp.traced
+
+    def release(self) -> None:
+        """Free the kept gradient graphs."""
+        self.hvp.release()
 
 
-class LayerGramOperator:
+class LayerGramOperator(LinearOperatorBase):
     """``B(Z) = Wᵀ H_W (W Z)`` on ``Z ∈ R^{m×m}``: its trace is the relative flatness.
 
     Args:
@@ -249,9 +230,9 @@ def relative_flatness(
     if op is not None:
         if op.dim != space.dim:
             raise ConfigError(f"op acts on {op.dim} coordinates but θ has {space.dim}.")
-        block: Operator = RestrictedOperator(op, info)
+        block: Operator = _block(op, info)
     elif space.scripted:
-        block = RestrictedOperator(CurvatureOperator(space, th), info)
+        block = _block(CurvatureOperator(space, th), info)
     else:
         block = LayerHessian(space, th, info)
     w = th[info.slice].view(info.shape)
