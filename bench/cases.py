@@ -22,9 +22,9 @@ from torch import nn
 from bench.models import cifar_like, resnet20, resnet56
 from bench.suite import record, rel_diff, sync, timed
 from landscape.engine import CurvatureOperator, ParamSpace
-from landscape.experiments.models import digits_cnn
 from landscape.io.data import DataSource, load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import digits_cnn
 
 GPU_SETUPS = ("resnet20", "resnet56")
 CPU_SETUPS = ("digits_cnn",)

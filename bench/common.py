@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape.experiments.models import digits_cnn, mlp
-from landscape.experiments.train import TrainConfig, train
 from landscape.io import DataSource, load_data
+from landscape.models import digits_cnn, mlp
+from landscape.training import TrainConfig, train
 
 
 def _clean(x: Any) -> Any:

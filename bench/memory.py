@@ -21,9 +21,9 @@ import torch
 from bench.suite import emit, record, timed
 from landscape.engine import CurvatureOperator, ParamSpace
 from landscape.engine.memory import current_memory, measure_peak_memory, per_sample_bytes
-from landscape.experiments.models import digits_cnn
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import digits_cnn
 
 TARGET = 3.0
 

@@ -17,9 +17,9 @@ import torch
 
 from bench.suite import emit, record, timed_both
 from landscape.engine import CurvatureOperator, ParamSpace
-from landscape.experiments.models import mlp
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import mlp
 from landscape.surface.sharded import sharded_grid_eval
 
 

@@ -33,10 +33,10 @@ TARGET_S = 60.0
 
 def _train(path: Path, quick: bool) -> None:
     from landscape.experiments.demo import build_seeded
-    from landscape.experiments.models import digits_resnet
-    from landscape.experiments.train import TrainConfig, train
-    from landscape.io.bundle import save
     from landscape.io.data import load_data
+    from landscape.io.save import save
+    from landscape.models import digits_resnet
+    from landscape.training import TrainConfig, train
 
     data = load_data("digits", seed=0, max_samples=250 if quick else None)
     model = build_seeded(digits_resnet, 0)
@@ -44,7 +44,7 @@ def _train(path: Path, quick: bool) -> None:
     save(
         model,
         path,
-        factory="landscape.experiments.models:digits_resnet",
+        factory="landscape.models:digits_resnet",
         data="digits",
         loss="cross_entropy",
     )

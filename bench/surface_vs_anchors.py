@@ -46,10 +46,9 @@ import torch
 from torch import nn
 
 from landscape.engine import ParamSpace
-from landscape.experiments.models import digits_cnn
-from landscape.experiments.train import TrainConfig, train
 from landscape.io.data import DataSource, load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import digits_cnn
 from landscape.surface import (
     GridSpec,
     PointEvaluator,
@@ -57,6 +56,7 @@ from landscape.surface import (
     evaluate_surface,
     random_directions,
 )
+from landscape.training import TrainConfig, train
 
 
 # -- models and data ----------------------------------------------------------------------

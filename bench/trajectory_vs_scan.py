@@ -1,11 +1,11 @@
 """Checkpoints per minute: ``landscape trajectory`` against a ``landscape scan`` per checkpoint.
 
 The run is the trajectory example (a 64→32→10 MLP on digits, a checkpoint every 2
-epochs). Ours: :func:`~landscape.experiments.trajectory.run_trajectory` over all of them
+epochs). Ours: :func:`~landscape.pipelines.trajectory.run_trajectory` over all of them
 (data loaded once; PCA surface off, so both sides measure checkpoints only), with and
 without the LLC. Anchor: what a user would run otherwise, a scan of each checkpoint
 (:func:`~landscape.cli.common.load_bundle` then
-:func:`~landscape.experiments.scan.run_scan` with the default configuration, its quick
+:func:`~landscape.pipelines.scan.run_scan` with the default configuration, its quick
 surface off). ``disagreement`` is the largest relative difference of λmax between the two.
 
 Run: ``python -m bench.trajectory_vs_scan [--quick]``; one JSON line per record.
@@ -32,15 +32,15 @@ def _checkpoints(folder: Path, quick: bool) -> list[Path]:
 def run_cases(quick: bool = False) -> list[dict[str, Any]]:
     """Seconds per checkpoint of both ways, and checkpoints per minute."""
     from landscape.cli.common import LoadOptions, load_bundle
-    from landscape.experiments.scan import ScanConfig, run_scan
-    from landscape.experiments.trajectory import (
+    from landscape.io.data import load_data
+    from landscape.io.rundir import RunDir
+    from landscape.pipelines.scan import ScanConfig, run_scan
+    from landscape.pipelines.trajectory import (
         TrajectoryConfig,
         resolve_checkpoints,
         run_trajectory,
         shared_loader,
     )
-    from landscape.io.data import load_data
-    from landscape.io.rundir import RunDir
 
     out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:

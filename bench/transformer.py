@@ -35,9 +35,9 @@ from bench.memory import _faithful_rss, _peak_delta
 from bench.suite import emit, record, rel_diff, timed
 from landscape.engine import CurvatureOperator, ParamSpace
 from landscape.experiments.demo import MODULUS, TRANSFORMER_DATA, build_seeded
-from landscape.experiments.models import tiny_transformer
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle, call_model
+from landscape.models import tiny_transformer
 
 
 def _problem(quick: bool) -> tuple[ParamSpace, torch.nn.Module, Any]:
@@ -137,8 +137,8 @@ def run_cases(quick: bool = False) -> list[dict[str, Any]]:
             )
         )
 
-    from landscape.experiments.scan import ScanConfig, run_scan
     from landscape.io.rundir import RunDir
+    from landscape.pipelines.scan import ScanConfig, run_scan
 
     cfg = ScanConfig(surface_grid=(5, 5) if quick else (21, 21), metrics=not quick)
     with tempfile.TemporaryDirectory() as tmp:

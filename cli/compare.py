@@ -35,8 +35,8 @@ from landscape.compare import (
     write_comparison,
 )
 from landscape.errors import ConfigError, RunDirError
-from landscape.experiments.scan import ScanConfig
 from landscape.io.rundir import default_run_dir
+from landscape.pipelines.scan import ScanConfig
 
 FORMATS = ("png", "pdf", "svg")
 

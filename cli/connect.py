@@ -34,8 +34,8 @@ from landscape.cli.common import (
 )
 from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError
-from landscape.experiments.connect_run import ConnectConfig, run_connect
 from landscape.io.rundir import RunDir, default_run_dir
+from landscape.pipelines.connect import ConnectConfig, run_connect
 
 
 def _fmt(x: Any) -> str:

@@ -28,9 +28,9 @@ from landscape.engine.distributed import is_main_process
 from landscape.engine.memory import measure_peak_memory
 from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError
-from landscape.experiments.scan import ScanConfig, run_scan
 from landscape.io.presets import load_preset
 from landscape.io.rundir import default_run_dir
+from landscape.pipelines.scan import ScanConfig, run_scan
 
 _VOLATILE = ("out", "overwrite", "resume", "quiet", "figures")
 

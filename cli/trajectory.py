@@ -37,7 +37,10 @@ from landscape.cli.launch import create_run, distributed_context
 from landscape.cli.scan import parse_grid
 from landscape.engine.distributed import is_main_process
 from landscape.errors import ConfigError
-from landscape.experiments.trajectory import (
+from landscape.io.checkpoint import parse_model_kwargs
+from landscape.io.model_bundle import ModelBundle
+from landscape.io.rundir import default_run_dir
+from landscape.pipelines.trajectory import (
     CheckpointRef,
     Trajectory,
     TrajectoryConfig,
@@ -45,9 +48,6 @@ from landscape.experiments.trajectory import (
     run_trajectory,
     shared_loader,
 )
-from landscape.io.checkpoint import parse_model_kwargs
-from landscape.io.model_bundle import ModelBundle
-from landscape.io.rundir import default_run_dir
 
 # the checkpoint list may grow between runs (training went on): records are matched per
 # checkpoint by step, path and hash, so it is not part of what a resumed run must match
@@ -72,7 +72,7 @@ def trajectory_table(result: Trajectory, title: str = "landscape trajectory") ->
     """A rich table with one row per checkpoint.
 
     Example:
-        >>> from landscape.experiments.trajectory import CheckpointMeasure, PathPCA
+        >>> from landscape.pipelines.trajectory import CheckpointMeasure, PathPCA
         >>> import numpy as np
         >>> from landscape.results import Estimate
         >>> p = CheckpointMeasure(5, "a.pt", "", 0.5, 0.9, 0.6, 0.8, 0.1, 2.0, 1e-7, True,

@@ -5,7 +5,7 @@ The core never plots or prints; see ``landscape.viz`` and the ``landscape`` comm
 """
 
 from landscape.errors import LandscapeError
-from landscape.io.bundle import save
+from landscape.io.save import save
 
 __version__ = "0.1.0"
 

@@ -11,9 +11,9 @@ from torch import nn
 
 from landscape.engine import ParamSpace
 from landscape.errors import LandscapeError
-from landscape.experiments.models import mlp, tiny_cnn
 from landscape.io.data import DataSource, load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import mlp, tiny_cnn
 
 torch.set_num_threads(1)
 

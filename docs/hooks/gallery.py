@@ -25,7 +25,7 @@ _METRICS_TABLE = re.compile(r"<!--\s*metrics-table\s*-->")
 _ENV = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb", "MPLBACKEND": "Agg"}
 _TRAIN = (
     "from landscape.experiments.demo import train_demo_model\n"
-    "from landscape.experiments.train import TrainConfig\n"
+    "from landscape.training import TrainConfig\n"
     "train_demo_model('{path}', seed={seed}, channels=4,"
     " config=TrainConfig(epochs=3, lr={lr}, batch_size={bs}, seed={seed}))"
 )

@@ -56,7 +56,7 @@ def mlp_layout(space: ParamSpace) -> list[DenseLayer]:
         ConfigError: when the parameters are not a chain of linear layers.
 
     Example:
-        >>> from landscape.experiments.models import mlp
+        >>> from landscape.models import mlp
         >>> from landscape.io import ModelBundle, load_data
         >>> sp = ParamSpace(ModelBundle.from_module(mlp(10, [8, 6], 3), load_data("synthetic")))
         >>> [(l.out_features, l.in_features) for l in mlp_layout(sp)]
@@ -98,7 +98,7 @@ def apply_permutation(
     """Permute hidden units: unit ``i`` of hidden layer ``l`` becomes old unit ``perms[l][i]``.
 
     Example:
-        >>> from landscape.experiments.models import mlp
+        >>> from landscape.models import mlp
         >>> from landscape.io import ModelBundle, load_data
         >>> sp = ParamSpace(ModelBundle.from_module(mlp(10, 4, 3), load_data("synthetic")))
         >>> th = apply_permutation(sp, sp.theta0, [np.arange(4)])
@@ -157,7 +157,7 @@ def rescale_layer_pair(
     For ReLU networks this is the same function at a different point θ.
 
     Example:
-        >>> from landscape.experiments.models import mlp
+        >>> from landscape.models import mlp
         >>> from landscape.io import ModelBundle, load_data
         >>> sp = ParamSpace(ModelBundle.from_module(mlp(10, 4, 3), load_data("synthetic")))
         >>> th = rescale_layer_pair(sp, sp.theta0)
@@ -183,7 +183,7 @@ def rebalance(
     ``|log c|`` is below ``tol``. Units with zero incoming or outgoing weights are left alone.
 
     Example:
-        >>> from landscape.experiments.models import mlp
+        >>> from landscape.models import mlp
         >>> from landscape.io import ModelBundle, load_data
         >>> sp = ParamSpace(ModelBundle.from_module(mlp(10, 4, 3), load_data("synthetic")))
         >>> a = rebalance(sp, sp.theta0)
@@ -218,7 +218,7 @@ def check_same_function(
     """Largest output difference between θ_a and θ_b on training samples, relative to |f|.
 
     Example:
-        >>> from landscape.experiments.models import mlp
+        >>> from landscape.models import mlp
         >>> from landscape.io import ModelBundle, load_data
         >>> sp = ParamSpace(ModelBundle.from_module(mlp(10, 4, 3), load_data("synthetic")))
         >>> check_same_function(sp, sp.theta0, sp.theta0)
@@ -269,7 +269,7 @@ def weight_matching(
         The permuted ``theta_b`` with the permutations.
 
     Example:
-        >>> from landscape.experiments.models import mlp
+        >>> from landscape.models import mlp
         >>> from landscape.io import ModelBundle, load_data
         >>> sp = ParamSpace(ModelBundle.from_module(mlp(10, 4, 3), load_data("synthetic")))
         >>> pb = apply_permutation(sp, sp.theta0, [np.array([2, 0, 3, 1])])
@@ -417,7 +417,7 @@ def permutation_spec(space: ParamSpace) -> PermutationSpec:
             operation (attention, concatenation, grouped convolutions, ...).
 
     Example:
-        >>> from landscape.experiments.models import digits_cnn
+        >>> from landscape.models import digits_cnn
         >>> from landscape.io import ModelBundle, load_data
         >>> sp = ParamSpace(ModelBundle.from_module(digits_cnn(4), load_data("digits")))
         >>> spec = permutation_spec(sp)
@@ -587,7 +587,7 @@ def match_permutations(
         NotApplicable: for models outside :func:`permutation_spec`.
 
     Example:
-        >>> from landscape.experiments.models import digits_cnn
+        >>> from landscape.models import digits_cnn
         >>> from landscape.io import ModelBundle, load_data
         >>> sp = ParamSpace(ModelBundle.from_module(digits_cnn(4), load_data("digits")))
         >>> spec = permutation_spec(sp)

@@ -43,9 +43,9 @@ import torch.nn.functional as F
 from landscape.basins.nngp import ep_log_orthant, nngp_kernel
 from landscape.basins.prior_function import InitSampler, iter_function_chunks, lempel_ziv_complexity
 from landscape.errors import ConfigError
-from landscape.experiments.models import mlp
 from landscape.io.presets import checked_settings, load_preset
 from landscape.io.rundir import RunDir, atomic_write, versions
+from landscape.models import mlp
 from landscape.progress import Progress, tracked
 from landscape.stats import stratified_spearman
 

@@ -8,14 +8,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from landscape.experiments.models import digits_cnn
-from landscape.experiments.train import TrainConfig, evaluate, train
-from landscape.io.bundle import save
 from landscape.io.data import load_data
 from landscape.io.losses import resolve_loss
+from landscape.io.save import save
+from landscape.models import digits_cnn
 from landscape.progress import Progress
+from landscape.training import TrainConfig, evaluate, train
 
-DEMO_FACTORY = "landscape.experiments.models:digits_cnn"
+DEMO_FACTORY = "landscape.models:digits_cnn"
 
 
 def build_seeded(factory: Any, seed: int, **kwargs: Any) -> nn.Module:
@@ -73,8 +73,8 @@ def train_demo_model(
     return out, stats
 
 
-TRANSFORMER_FACTORY = "landscape.experiments.models:tiny_transformer"
-TRANSFORMER_DATA = "landscape.experiments.models:modular_addition"
+TRANSFORMER_FACTORY = "landscape.models:tiny_transformer"
+TRANSFORMER_DATA = "landscape.models:modular_addition"
 MODULUS = 23
 
 
@@ -88,7 +88,7 @@ def train_transformer_demo(
 ) -> tuple[Path, dict[str, float]]:
     """Train the tiny causal transformer on ``a + b mod 23`` and save it as a bundle.
 
-    The data is :func:`~landscape.experiments.models.modular_addition` (all 529 pairs,
+    The data is :func:`~landscape.models.modular_addition` (all 529 pairs,
     80/20 split fixed by its own seed); the loss is the next-token loss on the answer
     token, so accuracy is the fraction of sums predicted exactly.
 
@@ -110,7 +110,7 @@ def train_transformer_demo(
         >>> p.exists()
         True
     """
-    from landscape.experiments.models import tiny_transformer
+    from landscape.models import tiny_transformer
 
     data = load_data(TRANSFORMER_DATA, seed=seed)
     cfg = config or TrainConfig(

@@ -18,20 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from landscape.experiments.demo import build_seeded
-from landscape.experiments.models import digits_cnn, mlp
-from landscape.experiments.scan import ScanConfig, run_scan
-from landscape.experiments.train import TrainConfig, evaluate, train
-from landscape.io.bundle import save
 from landscape.io.checkpoint import load_model
 from landscape.io.data import load_data
 from landscape.io.losses import resolve_loss
 from landscape.io.model_bundle import ModelBundle
 from landscape.io.rundir import RunDir
+from landscape.io.save import save
+from landscape.models import digits_cnn, mlp
+from landscape.pipelines.scan import ScanConfig, run_scan
 from landscape.progress import Progress
+from landscape.training import TrainConfig, evaluate, train
 
 FACTORIES = {
-    "digits_cnn": ("landscape.experiments.models:digits_cnn", digits_cnn),
-    "mlp": ("landscape.experiments.models:mlp", mlp),
+    "digits_cnn": ("landscape.models:digits_cnn", digits_cnn),
+    "mlp": ("landscape.models:mlp", mlp),
 }
 
 

@@ -57,13 +57,13 @@ from landscape.engine import ParamSpace
 from landscape.engine.curvature import CurvatureOperator
 from landscape.engine.restrict import RestrictedOperator
 from landscape.errors import ConfigError
-from landscape.experiments.models import mlp
 from landscape.hessian.eigenpairs import top_eigenpairs
 from landscape.hessian.hutchpp import hutchpp_trace
 from landscape.io.data import DataSource, load_data
 from landscape.io.losses import LossSpec, resolve_loss
 from landscape.io.model_bundle import ModelBundle, call_model
 from landscape.io.rundir import RunDir, versions
+from landscape.models import mlp
 from landscape.progress import Progress, tracked
 from landscape.results import Estimate, _json_float
 

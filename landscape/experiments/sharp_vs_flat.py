@@ -18,13 +18,13 @@ import torch
 
 from landscape.engine import ParamSpace
 from landscape.errors import ConfigError
-from landscape.experiments.train import TrainConfig, train
 from landscape.io.checkpoint import build_from_factory
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle, parse_dtype
 from landscape.io.presets import load_preset
 from landscape.metrics import MetricsReport, compute_metrics
 from landscape.progress import Progress, tracked
+from landscape.training import TrainConfig, train
 
 PRESET = "sharp_vs_flat"
 

@@ -3,7 +3,7 @@
 :func:`save_training_run` trains the model with SGD and saves a landscape bundle (with
 ``meta={"step": ..., "epoch": ...}``) at initialization and every ``every`` epochs;
 :func:`run_trajectory_demo` does that inside a run directory and measures the run with
-:func:`~landscape.experiments.trajectory.run_trajectory`.
+:func:`~landscape.pipelines.trajectory.run_trajectory`.
 """
 
 from __future__ import annotations
@@ -14,21 +14,21 @@ from pathlib import Path
 
 from landscape.errors import ConfigError
 from landscape.experiments.demo import build_seeded
-from landscape.experiments.models import mlp
-from landscape.experiments.train import TrainConfig, train
-from landscape.experiments.trajectory import (
+from landscape.io.data import load_data
+from landscape.io.rundir import RunDir
+from landscape.io.save import save
+from landscape.models import mlp
+from landscape.pipelines.trajectory import (
     Trajectory,
     TrajectoryConfig,
     resolve_checkpoints,
     run_trajectory,
     shared_loader,
 )
-from landscape.io.bundle import save
-from landscape.io.data import load_data
-from landscape.io.rundir import RunDir
 from landscape.progress import Progress, tracked
+from landscape.training import TrainConfig, train
 
-FACTORY = "landscape.experiments.models:mlp"
+FACTORY = "landscape.models:mlp"
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,7 @@ def is_landscape_factory(factory: str) -> bool:
     ``nn.Module`` subclass or a landscape function annotated to return one.
 
     Example:
-        >>> is_landscape_factory("landscape.experiments.models:mlp")
+        >>> is_landscape_factory("landscape.models:mlp")
         True
         >>> is_landscape_factory("subprocess:run")
         False

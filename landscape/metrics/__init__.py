@@ -24,7 +24,7 @@ Example:
     >>> import torch
     >>> from landscape.engine import ParamSpace
     >>> from landscape.io import ModelBundle, load_data
-    >>> from landscape.experiments.models import mlp
+    >>> from landscape.models import mlp
     >>> _ = torch.manual_seed(0)
     >>> b = ModelBundle.from_module(mlp(64, 8, 10), load_data("digits", max_samples=64))
     >>> r = compute_metrics(ParamSpace(b), names=["loss", "trace"])
@@ -33,12 +33,12 @@ Example:
 """
 
 from landscape.metrics.canonicalize import CanonicalInfo, analyse, canonicalize
+from landscape.metrics.compute import METRICS, MetricsReport, compute_metrics
 from landscape.metrics.fisher_rao import fisher_rao_norm
 from landscape.metrics.options import DEFAULT_OPTIONS, MetricOptions
 from landscape.metrics.pac_bayes import PacBayesResult, pac_bayes_bound, pac_bayes_sigma
 from landscape.metrics.registry import REGISTRY, MetricSpec, markdown_table
 from landscape.metrics.relative_flatness import feature_layer, relative_flatness
-from landscape.metrics.report import METRICS, MetricsReport, compute_metrics
 from landscape.metrics.sharpness import (
     SharpnessResult,
     adaptive_sharpness,

@@ -151,7 +151,7 @@ def analyse(space: ParamSpace | ModelBundle) -> tuple[list[_Link] | None, list[s
 
     Example:
         >>> from landscape.io import load_data
-        >>> from landscape.experiments.models import mlp
+        >>> from landscape.models import mlp
         >>> b = ModelBundle.from_module(mlp(64, 8, 10), load_data("digits", max_samples=8))
         >>> analyse(b)[2]
         ''
@@ -257,7 +257,7 @@ def canonicalize(
 
     Example:
         >>> from landscape.io import load_data
-        >>> from landscape.experiments.models import mlp
+        >>> from landscape.models import mlp
         >>> _ = torch.manual_seed(0)
         >>> b = ModelBundle.from_module(mlp(64, 8, 10), load_data("digits", max_samples=8))
         >>> th, info = canonicalize(b)

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from landscape.engine import ParamSpace
-from landscape.experiments.models import deep_linear, linear_model, mlp
 from landscape.io.data import DataSource, load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import deep_linear, linear_model, mlp
 
 
 def least_squares_space(

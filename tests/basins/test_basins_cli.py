@@ -13,10 +13,10 @@ from landscape.basins.jacobian_rank import functional_dimension
 from landscape.cli.app import app
 from landscape.engine import ParamSpace
 from landscape.experiments.compression import init_mlp
-from landscape.experiments.models import mlp
-from landscape.io.bundle import save
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.io.save import save
+from landscape.models import mlp
 
 runner = CliRunner()
 
@@ -26,7 +26,7 @@ def _checkpoint(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
     ckpt = save(
         model,
         tmp_path / "m.pt",
-        factory="landscape.experiments.models:mlp",
+        factory="landscape.models:mlp",
         factory_kwargs={"in_features": 64, "hidden": 8},
         data="digits",
     )

@@ -6,9 +6,9 @@ import torch
 from landscape.basins.compress import compressibility, prune, quantize
 from landscape.engine import ParamSpace
 from landscape.errors import ConfigError
-from landscape.experiments.models import linear_model
 from landscape.io.data import DataSource
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import linear_model
 
 
 def _teacher_space(weights: torch.Tensor) -> ParamSpace:

@@ -30,10 +30,10 @@ from landscape.basins.symmetry import (
 )
 from landscape.engine import ParamSpace
 from landscape.errors import ConfigError, NotApplicable
-from landscape.experiments.models import digits_cnn, mlp
-from landscape.experiments.train import TrainConfig, train
 from landscape.io.data import DataSource, load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import digits_cnn, mlp
+from landscape.training import TrainConfig, train
 
 
 def _trained(model: nn.Module, data: DataSource, seed: int, epochs: int = 15) -> nn.Module:

@@ -9,9 +9,9 @@ from landscape.basins.jacobian_rank import output_jacobian
 from landscape.basins.symmetry import apply_rescaling, rescale_layer_pair
 from landscape.engine import ParamSpace
 from landscape.errors import ConfigError
-from landscape.experiments.models import mlp
 from landscape.io.data import DataSource
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import mlp
 
 IN, H, OUT = 6, 16, 4
 D = IN * H + H + H * OUT + OUT  # 180

@@ -6,9 +6,9 @@ from landscape.basins.jacobian_rank import effective_rank, jacobian_rank, output
 from landscape.basins.symmetry import apply_rescaling, rescale_layer_pair
 from landscape.engine import ParamSpace
 from landscape.errors import ConfigError
-from landscape.experiments.models import linear_model
 from landscape.io.data import DataSource
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import linear_model
 
 
 def _linear_space(n: int, p: int, k: int, outputs: int, dtype=torch.float64) -> ParamSpace:

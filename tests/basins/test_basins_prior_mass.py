@@ -17,9 +17,9 @@ from landscape.basins.prior_mass import (
 from landscape.basins.volume import Preconditioner, eigen_preconditioner, log_unit_ball_volume
 from landscape.engine import ParamSpace
 from landscape.errors import ConfigError
-from landscape.experiments.models import linear_model
 from landscape.io import ModelBundle, load_data
 from landscape.io.data import DataSource
+from landscape.models import linear_model
 from landscape.results import Eigenpairs
 
 

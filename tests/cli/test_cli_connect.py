@@ -14,14 +14,14 @@ from typer.testing import CliRunner
 from landscape.basins.connect import linear_path
 from landscape.cli.app import app
 from landscape.engine import ParamSpace
-from landscape.experiments.models import mlp
-from landscape.experiments.train import TrainConfig, train
-from landscape.io.bundle import save
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.io.save import save
+from landscape.models import mlp
+from landscape.training import TrainConfig, train
 
 runner = CliRunner()
-MLP = "landscape.experiments.models:mlp"
+MLP = "landscape.models:mlp"
 
 
 def _checkpoint(tmp: Path, name: str, seed: int, hidden: int = 8) -> tuple[Path, torch.nn.Module]:

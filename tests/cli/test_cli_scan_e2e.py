@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 from landscape.cli.app import app
 from landscape.engine import ParamSpace
 from landscape.experiments.demo import build_seeded
-from landscape.experiments.models import mlp
 from landscape.hessian import exact_spectrum
-from landscape.io.bundle import save
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.io.save import save
+from landscape.models import mlp
 
 runner = CliRunner()
 
@@ -31,7 +31,7 @@ def test_scan_bundle_writes_exact_numbers(tmp_path: Path) -> None:
     ckpt = save(
         model,
         tmp_path / "m.pt",
-        factory="landscape.experiments.models:mlp",
+        factory="landscape.models:mlp",
         factory_kwargs={"in_features": 64, "hidden": 6, "activation": "tanh"},
         data="digits",
     )

@@ -11,11 +11,11 @@ import torch
 from typer.testing import CliRunner
 
 from landscape.cli.app import app
-from landscape.experiments.models import mlp
-from landscape.io.bundle import save
+from landscape.io.save import save
+from landscape.models import mlp
 
 runner = CliRunner()
-MLP = "landscape.experiments.models:mlp"
+MLP = "landscape.models:mlp"
 
 
 def _invoke(args: list[str]):
@@ -67,7 +67,7 @@ def test_keys_do_not_match(sd_path: Path) -> None:
             "scan",
             str(sd_path),
             "--model",
-            "landscape.experiments.models:digits_cnn",
+            "landscape.models:digits_cnn",
             "--data",
             "digits",
         ]

@@ -17,14 +17,14 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from landscape.cli.app import app
-from landscape.experiments.models import mlp
-from landscape.io.bundle import save
 from landscape.io.presets import load_preset
+from landscape.io.save import save
 from landscape.metrics import METRICS
+from landscape.models import mlp
 
 runner = CliRunner()
 
-MLP = "landscape.experiments.models:mlp"
+MLP = "landscape.models:mlp"
 MLP_KW = {"in_features": 64, "hidden": 8, "num_classes": 10}
 STAGES = ("evaluate", "hessian", "metrics", "weights", "surface")
 FORMATS = (

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from landscape.cli.app import app
 from landscape.engine import ParamSpace
 from landscape.experiments.demo import build_seeded
-from landscape.experiments.models import modular_addition, tiny_transformer
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import modular_addition, tiny_transformer
 
 runner = CliRunner()
 KW = {"vocab": 8, "d_model": 8, "n_heads": 2, "n_layers": 1, "d_ff": 8, "max_len": 4}
@@ -50,7 +50,7 @@ def test_scan_transformer_state_dict_with_tokens(tmp_path: Path, strategy: str) 
     out = tmp_path / f"run-{strategy}"
     args = [
         "scan", str(sd),
-        "--model", "landscape.experiments.models:tiny_transformer",
+        "--model", "landscape.models:tiny_transformer",
         "--model-kwargs", json.dumps(KW),
         "--data", str(tokens),
         "--batch-size", "16",
@@ -94,7 +94,7 @@ def test_quick_scan_transformer_completes(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = [
         "scan", str(sd),
-        "--model", "landscape.experiments.models:tiny_transformer",
+        "--model", "landscape.models:tiny_transformer",
         "--model-kwargs", json.dumps(KW),
         "--data", str(tokens),
         "--loss", "lm",
@@ -119,7 +119,7 @@ def test_scan_params_and_per_layer_on_a_transformer(tmp_path: Path) -> None:
     glob = "blocks.layers.0.self_attn.*"
     args = [
         "scan", str(sd),
-        "--model", "landscape.experiments.models:tiny_transformer",
+        "--model", "landscape.models:tiny_transformer",
         "--model-kwargs", json.dumps(KW),
         "--data", str(tokens),
         "--dtype", "float64",
@@ -153,7 +153,7 @@ def test_a_bad_params_glob_leaves_no_run_directory(tmp_path: Path) -> None:
     out = tmp_path / "bad"
     args = [
         "scan", str(sd),
-        "--model", "landscape.experiments.models:tiny_transformer",
+        "--model", "landscape.models:tiny_transformer",
         "--model-kwargs", json.dumps(KW),
         "--data", str(tokens),
         "--params", "nothing.*",

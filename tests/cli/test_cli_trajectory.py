@@ -10,12 +10,12 @@ import torch
 from typer.testing import CliRunner
 
 from landscape.cli.app import app
-from landscape.experiments.models import mlp
-from landscape.io.bundle import save
 from landscape.io.rundir import RunDir
+from landscape.io.save import save
+from landscape.models import mlp
 
 runner = CliRunner()
-FACTORY = "landscape.experiments.models:mlp"
+FACTORY = "landscape.models:mlp"
 FAST = ["--no-llc", "--no-figures", "--quiet", "--grid", "5x5", "--data", "synthetic"]
 
 

@@ -44,7 +44,7 @@ def make_run(
     loss: float = 0.05,
     grid: tuple[int, ...] = (11, 11),
     num_params: int = 1000,
-    factory: str = "landscape.experiments.models:digits_cnn",
+    factory: str = "landscape.models:digits_cnn",
     surface: bool = True,
     test: bool = True,
     config_overrides: dict[str, Any] | None = None,

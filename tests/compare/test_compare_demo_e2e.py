@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from landscape.cli.app import app
 from landscape.experiments import demo_compare as dc
-from landscape.experiments.scan import ScanConfig
+from landscape.pipelines.scan import ScanConfig
 
 TINY_SCAN = ScanConfig(top_k=2, bottom_k=1, trace_matvecs=12, frobenius_probes=4, slq_runs=1,
                        slq_steps=15, tol=1e-4, surface=True, surface_grid=(7, 7), metrics=True)  # fmt: skip
@@ -99,15 +99,15 @@ def test_demo_compare_end_to_end(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_compare_checkpoints_share_one_scan_configuration(tmp_path):
     from landscape.experiments.demo import build_seeded
-    from landscape.experiments.models import mlp
-    from landscape.io.bundle import save
+    from landscape.io.save import save
+    from landscape.models import mlp
 
     ckpts = []
     for i, scale in enumerate((0.5, 1.0, 2.0)):
         net = build_seeded(mlp, 0, in_features=64, hidden=6, num_classes=10)
         with torch.no_grad():
             net[-1].weight.mul_(scale)
-        ckpts.append(save(net, tmp_path / f"m{i}.pt", factory="landscape.experiments.models:mlp",
+        ckpts.append(save(net, tmp_path / f"m{i}.pt", factory="landscape.models:mlp",
                           factory_kwargs={"in_features": 64, "hidden": 6, "num_classes": 10},
                           data="digits", loss="cross_entropy"))  # fmt: skip
     preset = tmp_path / "tiny.toml"

@@ -36,7 +36,7 @@ def test_load_run_reads_summary_and_arrays(fake_runs):
     assert run.name == "sgd_b16"
     assert run.has_surface and run.has_density and run.has_test
     assert run.surface_dims == ("alpha", "beta")
-    assert run.architecture == ("landscape.experiments.models:digits_cnn", 1000)
+    assert run.architecture == ("landscape.models:digits_cnn", 1000)
 
 
 def test_missing_summary_names_the_fix(tmp_path, fake_runs):

@@ -14,12 +14,11 @@ import torch
 
 from landscape.engine import ParamSpace
 from landscape.engine.distributed import DataParallel, DistributedContext
-from landscape.experiments.models import mlp
-from landscape.experiments.sharded_surface import sharded_quick_surface
 from landscape.hessian import hutchinson_trace, top_eigenpairs
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle
-from landscape.surface.sharded import sharded_grid_eval
+from landscape.models import mlp
+from landscape.surface.sharded import sharded_grid_eval, sharded_quick_surface
 
 torch.set_num_threads(1)
 

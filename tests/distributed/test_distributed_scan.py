@@ -16,8 +16,8 @@ import torch
 from typer.testing import CliRunner
 
 from landscape.cli.app import app
-from landscape.experiments.models import mlp
-from landscape.io.bundle import save
+from landscape.io.save import save
+from landscape.models import mlp
 
 
 def free_port() -> int:
@@ -40,7 +40,7 @@ def test_torchrun_scan_matches_single_process(tmp_path):
     ckpt = save(
         mlp(64, 12, 10, activation="tanh"),
         tmp_path / "m.pt",
-        factory="landscape.experiments.models:mlp",
+        factory="landscape.models:mlp",
         factory_kwargs={"in_features": 64, "hidden": 12, "num_classes": 10, "activation": "tanh"},
     )
     res = CliRunner().invoke(app, _args(ckpt, tmp_path / "one"))
@@ -93,8 +93,13 @@ def test_torchrun_trajectory_matches_single_process(tmp_path):
         save(
             mlp(64, 8, 10, activation="tanh"),
             ckpts / f"step{step}.pt",
-            factory="landscape.experiments.models:mlp",
-            factory_kwargs={"in_features": 64, "hidden": 8, "num_classes": 10, "activation": "tanh"},
+            factory="landscape.models:mlp",
+            factory_kwargs={
+                "in_features": 64,
+                "hidden": 8,
+                "num_classes": 10,
+                "activation": "tanh",
+            },
             meta={"step": step},
         )
 

@@ -18,8 +18,8 @@ from landscape.engine.memory import (
     with_chunk_size,
 )
 from landscape.errors import ConfigError
-from landscape.experiments.models import mlp
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import mlp
 
 
 def test_parse_bytes_units_and_errors():

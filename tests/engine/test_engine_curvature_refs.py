@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch.func import hessian, jacrev, vmap
 
 from landscape.engine import CurvatureOperator, ParamSpace
-from landscape.experiments.models import linear_model, mlp
 from landscape.io.data import DataSource, load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import linear_model, mlp
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -29,9 +29,9 @@ from landscape.engine import (
     SumOperator,
 )
 from landscape.errors import ConfigError
-from landscape.experiments.models import mlp, tiny_cnn
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import mlp, tiny_cnn
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 
 from landscape.engine import CurvatureOperator, ParamSpace
 from landscape.errors import ConfigError, DataError
-from landscape.experiments.models import mlp, tiny_cnn
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import mlp, tiny_cnn
 
 N = 40
 CHUNKS = (1, 7, 16, N)

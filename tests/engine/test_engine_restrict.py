@@ -10,10 +10,10 @@ import torch
 
 from landscape.engine import CurvatureOperator, DenseOperator, ParamSpace, RestrictedOperator
 from landscape.errors import ConfigError
-from landscape.experiments.models import mlp
 from landscape.hessian import dense_hessian
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import mlp
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import torch
 
 from landscape.engine import CurvatureOperator, ParamSpace
 from landscape.errors import ConfigError
-from landscape.experiments.models import tiny_cnn
 from landscape.io.checkpoint import load_model
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import tiny_cnn
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

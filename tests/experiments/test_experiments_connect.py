@@ -11,8 +11,8 @@ import torch
 
 from landscape.basins.connect import curve_point
 from landscape.errors import ConfigError
-from landscape.experiments.connect_run import ConnectConfig, curve_plane, run_connect
 from landscape.io.rundir import RunDir
+from landscape.pipelines.connect import ConnectConfig, curve_plane, run_connect
 
 A = torch.tensor([-1.0, 0.0], dtype=torch.float64)
 B = torch.tensor([1.0, 0.0], dtype=torch.float64)

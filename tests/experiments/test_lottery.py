@@ -29,10 +29,10 @@ from landscape.experiments.lottery import (
     steps_per_epoch,
     train_masked,
 )
-from landscape.experiments.models import mlp
 from landscape.hessian.dense import dense_hessian
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import mlp
 
 TRAIN = LotteryTrain(epochs=3, batch_size=32)
 

@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape.experiments.scan import ScanConfig, run_scan
 from landscape.io import load_data
 from landscape.io.model_bundle import ModelBundle
 from landscape.io.rundir import RunDir
 from landscape.metrics.weight_spectra import weight_spectra
+from landscape.pipelines.scan import ScanConfig, run_scan
 
 FAST = {"surface": False, "metrics": False, "slq_runs": 1, "trace_matvecs": 9}
 

@@ -11,8 +11,11 @@ import pytest
 import torch
 
 from landscape.errors import ConfigError
-from landscape.experiments.models import linear_model, mlp
-from landscape.experiments.trajectory import (
+from landscape.io.data import DataSource
+from landscape.io.rundir import RunDir
+from landscape.io.save import save
+from landscape.models import linear_model, mlp
+from landscape.pipelines.trajectory import (
     CheckpointMeasure,
     TrajectoryConfig,
     order_checkpoints,
@@ -21,11 +24,8 @@ from landscape.experiments.trajectory import (
     run_trajectory,
     shared_loader,
 )
-from landscape.io.bundle import save
-from landscape.io.data import DataSource
-from landscape.io.rundir import RunDir
 
-FACTORY = "landscape.experiments.models:linear_model"
+FACTORY = "landscape.models:linear_model"
 IN, OUT, N = 4, 2, 40
 FAST = TrajectoryConfig(llc=False, weights=False, surface=False)
 
@@ -235,7 +235,7 @@ def test_mixed_architectures_are_refused(tmp_path: Path) -> None:
         save(
             mlp(**kw),
             tmp_path / f"a_{step}.pt",
-            factory="landscape.experiments.models:mlp",
+            factory="landscape.models:mlp",
             factory_kwargs=kw,
         )
     data = DataSource("d", torch.randn(8, IN), torch.randint(0, 2, (8,)))
@@ -308,7 +308,7 @@ def test_llc_and_weight_alpha_are_measured_when_asked(tmp_path: Path) -> None:
         save(
             mlp(**kw),
             folder / f"m{s}.pt",
-            factory="landscape.experiments.models:mlp",
+            factory="landscape.models:mlp",
             factory_kwargs=kw,
         )
     cfg = TrajectoryConfig(surface=False)
@@ -329,7 +329,7 @@ def test_llc_and_weight_alpha_are_measured_when_asked(tmp_path: Path) -> None:
 def test_stored_steps_of_dict_and_safetensors_checkpoints(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
-    from landscape.experiments.trajectory import stored_step
+    from landscape.pipelines.trajectory import stored_step
 
     sd = mlp(4, 3, 2).state_dict()
     torch.save({"state_dict": sd, "global_step": 7, "epoch": 1}, tmp_path / "lightning.ckpt")

@@ -9,9 +9,9 @@ from torch import nn
 
 from landscape.engine import CurvatureOperator, ParamSpace
 from landscape.errors import ConfigError
-from landscape.experiments.models import linear_model, tiny_cnn
 from landscape.hessian import dense_hessian, exact_spectrum
 from landscape.io import ModelBundle, load_data
+from landscape.models import linear_model, tiny_cnn
 
 
 def test_dense_matches_finite_differences_of_gradients(mlp_bundle, exact):

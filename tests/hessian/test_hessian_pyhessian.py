@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from landscape.engine import CurvatureOperator, ParamSpace
-from landscape.experiments.models import mlp
 from landscape.hessian import hutchpp_trace, top_eigenpairs
 from landscape.io import ModelBundle, load_data
+from landscape.models import mlp
 
 pyhessian = pytest.importorskip("pyhessian")
 

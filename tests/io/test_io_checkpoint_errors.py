@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from landscape.errors import CheckpointError, ConfigError
-from landscape.io.bundle import save
 from landscape.io.checkpoint import is_landscape_factory, load_model, parse_model_kwargs
+from landscape.io.save import save
 
-MLP = "landscape.experiments.models:mlp"
+MLP = "landscape.models:mlp"
 MLP_KW = {"in_features": 64, "hidden": 8, "num_classes": 10}
 
 
@@ -81,7 +81,7 @@ def test_factory_not_importable(sd_path: Path, tmp_path: Path, one_line) -> None
         load_model(sd_path, model="no_such_module_xyz:make")
     one_line(ei.value, "cannot import", "no_such_module_xyz")
     with pytest.raises(ConfigError) as ei:
-        load_model(sd_path, model="landscape.experiments.models:no_such_factory")
+        load_model(sd_path, model="landscape.models:no_such_factory")
     one_line(ei.value, "no attribute", "no_such_factory")
     with pytest.raises(ConfigError) as ei:
         load_model(sd_path, model=str(tmp_path / "missing.py") + ":make")
@@ -92,7 +92,7 @@ def test_factory_not_importable(sd_path: Path, tmp_path: Path, one_line) -> None
         load_model(sd_path, model=f"{broken}:make")
     one_line(ei.value, "cannot import", "ModuleNotFoundError")
     with pytest.raises(ConfigError) as ei:
-        load_model(sd_path, model="landscape.experiments.models")
+        load_model(sd_path, model="landscape.models")
     one_line(ei.value, "MODULE:NAME")
     with pytest.raises(ConfigError) as ei:
         load_model(sd_path, model=MLP, model_kwargs={"widthh": 3})
@@ -101,12 +101,12 @@ def test_factory_not_importable(sd_path: Path, tmp_path: Path, one_line) -> None
 
 def test_keys_do_not_match(sd_path: Path, one_line) -> None:
     with pytest.raises(CheckpointError) as ei:
-        load_model(sd_path, model="landscape.experiments.models:digits_cnn")
+        load_model(sd_path, model="landscape.models:digits_cnn")
     one_line(ei.value, "keys do not match", "missing 14", "0.weight", "--model")
     with pytest.raises(CheckpointError) as ei:
         load_model(
             sd_path,
-            model="landscape.experiments.models:linear_model",
+            model="landscape.models:linear_model",
             model_kwargs={"in_features": 64, "out_features": 10},
         )
     one_line(ei.value, "keys do not match", "unexpected 2", "3.weight")
@@ -197,7 +197,7 @@ def test_bundle_factory_outside_landscape_refused(tmp_path: Path, small_mlp, one
             load_model(p)
         one_line(ei.value, factory, "--model", "--trust-checkpoint")
     assert is_landscape_factory(MLP)
-    assert is_landscape_factory("landscape.experiments.models:tiny_cnn")
+    assert is_landscape_factory("landscape.models:tiny_cnn")
     assert not is_landscape_factory("landscape.io.checkpoint:load_model")
 
 

@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from landscape.io.bundle import load_bundle, save
 from landscape.io.checkpoint import load_model
+from landscape.io.save import load_bundle, save
 
-MLP = "landscape.experiments.models:mlp"
+MLP = "landscape.models:mlp"
 MLP_KW = {"in_features": 64, "hidden": 8, "num_classes": 10}
 
 
@@ -207,11 +207,11 @@ def test_bundle_with_file_factory_needs_confirmation(tmp_path: Path, one_line, b
     f = tmp_path / "arch.py"
     f.write_text(
         f"open({str(marker)!r}, 'w').close()\n"
-        "from landscape.experiments.models import mlp\n"
+        "from landscape.models import mlp\n"
         "def make(**kw):\n    return mlp(**kw)\n"
     )
     torch.manual_seed(0)
-    from landscape.experiments.models import mlp
+    from landscape.models import mlp
 
     model = mlp(**MLP_KW)
     factory = f"{f}:make"
@@ -243,3 +243,19 @@ def test_trusted_checkpoint_with_missing_classes_still_gives_weights(
     loaded = load_model(p, model=MLP, model_kwargs=MLP_KW, trust=True)
     assert loaded.skipped == ["gone_callbacks.EarlyStop"]
     _same_outputs(small_mlp, loaded.module, batch)
+
+
+def test_a_checkpoint_naming_the_former_zoo_module_still_loads(tmp_path):
+    import torch
+
+    from landscape.io import load_bundle
+    from landscape.io.save import save
+    from landscape.models import mlp
+
+    torch.manual_seed(0)
+    model = mlp(64, 8, 10)
+    path = save(model, tmp_path / "old.pt", factory="landscape.experiments.models:mlp",
+                factory_kwargs={"in_features": 64, "hidden": 8, "num_classes": 10})  # fmt: skip
+    loaded = load_bundle(path)
+    for (k, a), b in zip(model.state_dict().items(), loaded.module.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from landscape.engine import ParamSpace
-from landscape.experiments.models import linear_model, mlp
 from landscape.io.data import DataSource, load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import linear_model, mlp
 
 
 def quadratic_space(

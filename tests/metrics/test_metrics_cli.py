@@ -10,9 +10,9 @@ import torch
 from typer.testing import CliRunner
 
 from landscape.cli.app import app
-from landscape.experiments.models import mlp
-from landscape.io.bundle import save
 from landscape.io.rundir import RunDir
+from landscape.io.save import save
+from landscape.models import mlp
 
 runner = CliRunner()
 
@@ -25,7 +25,7 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save(
         mlp(**kwargs),
         path,
-        factory="landscape.experiments.models:mlp",
+        factory="landscape.models:mlp",
         factory_kwargs=kwargs,
         data="digits",
     )
@@ -101,7 +101,7 @@ def test_metrics_command_forced_canonicalization_on_tanh(tmp_path: Path) -> None
     p = save(
         mlp(**kwargs),
         tmp_path / "tanh.pt",
-        factory="landscape.experiments.models:mlp",
+        factory="landscape.models:mlp",
         factory_kwargs=kwargs,
         data="digits",
     )

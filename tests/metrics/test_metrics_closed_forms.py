@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from landscape.engine import CurvatureOperator, DenseOperator, ParamSpace
-from landscape.experiments.models import linear_model
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle
 from landscape.metrics import (
@@ -23,6 +22,7 @@ from landscape.metrics import (
     relative_flatness,
     trace,
 )
+from landscape.models import linear_model
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from torch import nn
 
 from landscape.engine import ParamSpace
 from landscape.errors import ConfigError
-from landscape.experiments.models import mlp, tiny_cnn
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle
 from landscape.metrics import (
@@ -21,6 +20,7 @@ from landscape.metrics import (
     pac_bayes_sigma,
     relative_flatness,
 )
+from landscape.models import mlp, tiny_cnn
 
 
 @pytest.fixture(scope="module")

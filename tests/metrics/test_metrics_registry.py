@@ -14,7 +14,6 @@ import torch
 
 from landscape.engine import CurvatureOperator, ParamSpace
 from landscape.errors import ConfigError
-from landscape.experiments.models import mlp, tiny_cnn
 from landscape.hessian import top_eigenpairs
 from landscape.io.data import load_data
 from landscape.io.model_bundle import ModelBundle
@@ -29,6 +28,7 @@ from landscape.metrics import (
     trace,
 )
 from landscape.metrics.registry import SPECS, MetricSpec, spec_of
+from landscape.models import mlp, tiny_cnn
 
 ROOT = Path(__file__).resolve().parents[2]
 CHEAP = {

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from landscape.engine import ParamSpace
-from landscape.experiments.models import linear_model, mlp
 from landscape.io.data import DataSource, load_data
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import linear_model, mlp
 
 
 @pytest.fixture()

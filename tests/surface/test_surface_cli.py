@@ -10,11 +10,11 @@ from typer.testing import CliRunner
 
 from landscape.cli.app import app
 from landscape.engine import ParamSpace
-from landscape.experiments.models import mlp
 from landscape.io import ModelBundle, load_data, save
+from landscape.models import mlp
 
 runner = CliRunner()
-FACTORY = "landscape.experiments.models:mlp"
+FACTORY = "landscape.models:mlp"
 KW = {"in_features": 64, "hidden": 8, "num_classes": 10, "activation": "tanh"}
 COMMON = ["--max-samples", "60", "--compile", "off", "--quiet"]
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from landscape.errors import ConfigError
-from landscape.experiments.models import mlp
+from landscape.models import mlp
 from landscape.surface.directions import (
     Directions,
     eigen_directions,

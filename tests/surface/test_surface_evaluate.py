@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from landscape.engine import ParamSpace
-from landscape.experiments.models import mlp
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import mlp
 from landscape.surface import (
     GridSpec,
     PointEvaluator,
@@ -204,7 +204,7 @@ def test_nonfinite_losses_are_recorded_not_raised(digits_tiny):
 
 def test_bf16_reports_error_against_fp32(cnn_space, digits_tiny):
     torch.manual_seed(0)
-    from landscape.experiments.models import tiny_cnn
+    from landscape.models import tiny_cnn
 
     space = ParamSpace(ModelBundle.from_module(tiny_cnn(4), digits_tiny))
     dirs = random_directions(space, 2, seed=0)

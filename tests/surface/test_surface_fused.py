@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from landscape.engine import ParamSpace
-from landscape.experiments.models import digits_cnn, mlp
 from landscape.io.model_bundle import ModelBundle
+from landscape.models import digits_cnn, mlp
 from landscape.surface import (
     GridSpec,
     PointEvaluator,

@@ -40,13 +40,13 @@ from landscape.experiments.compression.config import (
 )
 from landscape.experiments.compression.measures import BasinMeasures
 from landscape.experiments.compression.report import verdict_markdown
-from landscape.experiments.models import mlp
-from landscape.experiments.train import TrainConfig, train
 from landscape.io.data import DataSource, load_data
 from landscape.io.model_bundle import ModelBundle
 from landscape.io.rundir import RunDir, atomic_write, versions, write_json
+from landscape.models import mlp
 from landscape.progress import Progress, tracked
 from landscape.results import _json_float
+from landscape.training import TrainConfig, train
 
 CLASSES = 10
 _DATA_CACHE: dict[tuple[str, int, int], tuple[torch.Tensor, ...]] = {}

@@ -128,7 +128,7 @@ def compute_metrics(
 
     Example:
         >>> from landscape.io import ModelBundle, load_data
-        >>> from landscape.experiments.models import mlp
+        >>> from landscape.models import mlp
         >>> _ = torch.manual_seed(0)
         >>> b = ModelBundle.from_module(mlp(64, 8, 10), load_data("digits", max_samples=64))
         >>> r = compute_metrics(ParamSpace(b), names=["loss", "lambda_max"])

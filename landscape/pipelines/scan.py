@@ -22,13 +22,13 @@ import numpy as np
 from landscape.engine.distributed import DataParallel, DistributedContext
 from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError, NotApplicable
-from landscape.experiments.sharded_surface import sharded_quick_surface
 from landscape.io.model_bundle import ModelBundle
 from landscape.io.rundir import RunDir, versions
 from landscape.metrics import compute_metrics
 from landscape.metrics.weight_spectra import weight_spectra
 from landscape.progress import Progress
 from landscape.surface import quick_surface
+from landscape.surface.sharded import sharded_quick_surface
 
 EXACT_MAX_PARAMS = 5000
 METRICS_TOP_K = 10  # the metrics' top-k (their λmax and effective rank), kept from the sweep

@@ -103,7 +103,7 @@ def train(
 
     Example:
         >>> from landscape.io.data import load_data
-        >>> from landscape.experiments.models import mlp
+        >>> from landscape.models import mlp
         >>> torch.manual_seed(0) and None
         >>> m = mlp(10, 8, 3)
         >>> r = train(m, load_data("synthetic"), TrainConfig(epochs=2))

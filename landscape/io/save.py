@@ -55,7 +55,7 @@ def save(
     if not isinstance(factory, str) or ":" not in factory:
         raise ConfigError(
             f"factory {factory!r} must name the architecture as MODULE:FACTORY, e.g."
-            " 'landscape.experiments.models:mlp'."
+            " 'landscape.models:mlp'."
         )
     for what, value in (("factory_kwargs", factory_kwargs), ("meta", meta)):
         try:
@@ -89,9 +89,9 @@ def load_bundle(path: str | Path, *, trust: bool = False) -> LoadedModel:
 
     Example:
         >>> import tempfile
-        >>> from landscape.experiments.models import mlp
+        >>> from landscape.models import mlp
         >>> p = save(mlp(4, 3, 2), tempfile.mktemp(suffix=".pt"),
-        ...          factory="landscape.experiments.models:mlp",
+        ...          factory="landscape.models:mlp",
         ...          factory_kwargs={"in_features": 4, "hidden": 3, "num_classes": 2})
         >>> load_bundle(p).factory_kwargs["hidden"]
         3

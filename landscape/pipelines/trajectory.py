@@ -115,7 +115,7 @@ def stored_step(path: str | Path) -> int | None:
     Example:
         >>> import tempfile
         >>> from torch import nn
-        >>> from landscape.io.bundle import save
+        >>> from landscape.io.save import save
         >>> p = save(nn.Linear(2, 2), tempfile.mktemp(suffix=".pt"), factory="torch.nn:Linear",
         ...          meta={"step": 40})
         >>> stored_step(p)
@@ -535,10 +535,10 @@ def shared_loader(
     Example:
         >>> import tempfile
         >>> from landscape.io import load_data
-        >>> from landscape.io.bundle import save
-        >>> from landscape.experiments.models import mlp
+        >>> from landscape.io.save import save
+        >>> from landscape.models import mlp
         >>> p = save(mlp(10, 4, 3), tempfile.mktemp(suffix=".pt"),
-        ...          factory="landscape.experiments.models:mlp",
+        ...          factory="landscape.models:mlp",
         ...          factory_kwargs={"in_features": 10, "hidden": 4, "num_classes": 3})
         >>> load = shared_loader(load_data("synthetic"))
         >>> load(p).data is load(p).data
@@ -798,13 +798,13 @@ def run_trajectory(
     Example:
         >>> import tempfile
         >>> from landscape.io import load_data
-        >>> from landscape.io.bundle import save
-        >>> from landscape.experiments.models import linear_model
+        >>> from landscape.io.save import save
+        >>> from landscape.models import linear_model
         >>> d = Path(tempfile.mkdtemp())
         >>> for s in (1, 2, 3):
         ...     _ = torch.manual_seed(s)
         ...     _ = save(linear_model(10, 3), d / f"c{s}.pt", factory=
-        ...              "landscape.experiments.models:linear_model",
+        ...              "landscape.models:linear_model",
         ...              factory_kwargs={"in_features": 10, "out_features": 3})
         >>> t = run_trajectory(resolve_checkpoints(d), shared_loader(load_data("synthetic")),
         ...                    RunDir.create(d / "run", {}),
