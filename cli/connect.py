@@ -11,26 +11,17 @@ import typer
 from landscape.basins.connect import CURVES, check_same_layout
 from landscape.cli.app import app
 from landscape.cli.common import (
-    BatchSizeOpt,
-    DataOpt,
-    DeviceOpt,
-    DtypeOpt,
     LoadOptions,
-    LossOpt,
-    MaxSamplesOpt,
-    ModelKwargsOpt,
-    ModelOpt,
     OutOpt,
     OverwriteOpt,
     QuietOpt,
     SeedOpt,
-    TestFractionOpt,
-    TrustOpt,
     friendly_errors,
     load_bundle,
     out_console,
     progress_bars,
     run_name,
+    with_load_options,
 )
 from landscape.engine.params import ParamSpace
 from landscape.errors import ConfigError
@@ -86,6 +77,7 @@ def print_connect(summary: dict[str, Any], run_dir: Path) -> None:
 
 @app.command("connect")
 @friendly_errors
+@with_load_options(checkpoint="checkpoint_a", exclude=("params",))
 def connect(
     checkpoint_a: Annotated[Path, typer.Argument(help="First checkpoint (the reference).")],
     checkpoint_b: Annotated[Path, typer.Argument(help="Second checkpoint (same architecture).")],
@@ -128,23 +120,15 @@ def connect(
         ),
     ] = None,
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Render figures.")] = True,
-    model: ModelOpt = None,
-    model_kwargs: ModelKwargsOpt = None,
-    trust_checkpoint: TrustOpt = False,
-    data: DataOpt = None,
-    loss: LossOpt = None,
-    max_samples: MaxSamplesOpt = None,
-    batch_size: BatchSizeOpt = 1024,
-    test_fraction: TestFractionOpt = 0.2,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
     seed: SeedOpt = 0,
     out: OutOpt = None,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
+    *,
+    opts: LoadOptions,
 ) -> None:
     """Loss barriers between two minima: straight, permutation-aligned and trained curve."""
-    opts_a = LoadOptions.from_params({**locals(), "checkpoint": checkpoint_a})
+    opts_a = opts
     opts_b = dataclasses.replace(opts_a, checkpoint=checkpoint_b)
     cfg = ConnectConfig(
         points=points,

@@ -10,28 +10,19 @@ import typer
 
 from landscape.cli.app import app
 from landscape.cli.common import (
-    BatchSizeOpt,
-    DataOpt,
-    DeviceOpt,
-    DtypeOpt,
     LoadOptions,
-    LossOpt,
-    MaxSamplesOpt,
-    ModelKwargsOpt,
-    ModelOpt,
     OutOpt,
     OverwriteOpt,
     ParamsOpt,
     QuietOpt,
     ResumeOpt,
     SeedOpt,
-    TestFractionOpt,
-    TrustOpt,
     friendly_errors,
     load_bundle,
     out_console,
     progress_bars,
     run_name,
+    with_load_options,
 )
 from landscape.cli.launch import create_run, distributed_context
 from landscape.cli.scan import parse_grid
@@ -217,6 +208,7 @@ def trajectory_run(
 
 @app.command("trajectory")
 @friendly_errors
+@with_load_options(checkpoint="checkpoints")
 def trajectory(
     checkpoints: Annotated[
         list[str],
@@ -225,16 +217,6 @@ def trajectory(
             " ordered by the step stored in each checkpoint, else the last number in its name."
         ),
     ],
-    model: ModelOpt = None,
-    model_kwargs: ModelKwargsOpt = None,
-    trust_checkpoint: TrustOpt = False,
-    data: DataOpt = None,
-    loss: LossOpt = None,
-    max_samples: MaxSamplesOpt = None,
-    batch_size: BatchSizeOpt = 1024,
-    test_fraction: TestFractionOpt = 0.2,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
     seed: SeedOpt = 0,
     params: ParamsOpt = None,
     out: OutOpt = None,
@@ -256,9 +238,11 @@ def trajectory(
         bool, typer.Option("--animate", help="Also write the path as an animated GIF.")
     ] = False,
     quiet: QuietOpt = False,
+    *,
+    opts: LoadOptions,
 ) -> None:
     """Measure every checkpoint of a training run with one configuration, and its PCA path."""
-    opts = LoadOptions.from_params({**locals(), "checkpoint": Path(checkpoints[0])})
+    opts = dataclasses.replace(opts, checkpoint=Path(checkpoints[0]))
     dims = parse_grid(grid)
     if len(dims) != 2:
         raise ConfigError(f"--grid {grid} must have two sizes (the PCA plane), like 21x21.")
