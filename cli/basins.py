@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 
 from landscape.cli.app import app
@@ -25,10 +27,12 @@ from landscape.experiments.basins_run import (
     DEFAULT_MEASURES,
     MEASURES,
     BasinsConfig,
+    BasinsRun,
     run_basins,
 )
 from landscape.io.presets import load_preset
 from landscape.io.rundir import RunDir, default_run_dir, read_json, write_json
+from landscape.results import Estimate, _json_float
 
 
 def build_basins_config(
@@ -56,92 +60,91 @@ def build_basins_config(
 
 
 def _fmt(x: Any) -> str:
-    if isinstance(x, float):
-        return f"{x:.6g}"
-    if isinstance(x, dict) and "mean" in x:
-        m, s = x["mean"], x["stderr"]
+    """A table cell: floats to 6 significant digits, an estimate as ``mean ± stderr``."""
+    if isinstance(x, Estimate):
+        m, s = _json_float(x.mean), _json_float(x.stderr)
         if isinstance(m, float) and isinstance(s, float):
             return f"{m:.6g} ± {s:.2g}"
         return str(m)
+    if isinstance(x, float | np.floating):
+        return f"{float(x):.6g}"
     return "—" if x is None else str(x)
 
 
-def print_basins(summary: dict[str, Any], run_dir: Path) -> None:
+def print_basins(result: BasinsRun, run_dir: Path) -> None:
     """Print the basin measures as a table."""
     from rich.table import Table
 
-    b = summary.get("basins", {})
-    t = Table(title=f"landscape basins · {summary.get('name', '')}", show_header=True)
+    b = result.measures
+    t = Table(title=f"landscape basins · {result.name}", show_header=True)
     t.add_column("measure")
     t.add_column("value", justify="right")
     t.add_column("notes")
-    t.add_row("parameters", _fmt(summary.get("model", {}).get("num_params")), "")
-    t.add_row("train loss", _fmt(summary.get("loss")), "")
-    if "llc" in b:
-        llc = b["llc"]
-        notes = f"β = {_fmt(llc['beta'])}, n = {llc['n']}, ‖∇L‖ = {_fmt(llc.get('grad_norm'))}"
-        notes += f", γ/(nβ) = {_fmt(llc.get('localization_scale'))}"
-        notes += f", R̂ {_fmt(llc.get('r_hat'))}, MALA {_fmt(llc.get('mala_acceptance'))}"
-        if llc.get("dropped_chains"):
-            notes += f", [yellow]{llc['dropped_chains']} unstable chains dropped[/yellow]"
-        if not llc.get("trustworthy", False):
-            why = [n for n in llc.get("notes", [])[1:] if ">" in n or "not" in n]
+    t.add_row("parameters", _fmt(result.num_params), "")
+    t.add_row("train loss", _fmt(result.loss), "")
+    if b.llc is not None:
+        llc = b.llc
+        notes = f"β = {_fmt(llc.beta)}, n = {llc.n}, ‖∇L‖ = {_fmt(llc.grad_norm)}"
+        notes += f", γ/(nβ) = {_fmt(llc.localization_scale)}"
+        notes += f", R̂ {_fmt(llc.r_hat)}, MALA {_fmt(llc.mala_acceptance)}"
+        if llc.dropped_chains:
+            notes += f", [yellow]{llc.dropped_chains} unstable chains dropped[/yellow]"
+        if not llc.trustworthy:
+            why = [n for n in llc.notes[1:] if ">" in n or "not" in n]
             notes += ", [yellow]outside its calibrated regime"
             notes += f": {why[0]}[/yellow]" if why else "[/yellow]"
-        mean = llc["llc"]["mean"]
-        if isinstance(mean, float) and mean < 0:
+        if math.isfinite(llc.llc.mean) and llc.llc.mean < 0:
             notes += ", [yellow]negative: θ is not a local minimum[/yellow]"
-        t.add_row("local learning coefficient", _fmt(llc["llc"]), notes)
-    if "mass" in b:
-        pm = b["mass"]
-        lo, hi = pm["ci"]
+        t.add_row("local learning coefficient", _fmt(llc.llc), notes)
+    if b.mass is not None:
+        pm = b.mass
+        lo, hi = pm.ci
         notes = (
-            f"{pm['definition']} basin, cutoff {_fmt(pm['cutoff'])}; {pm['sigma_description']};"
-            f" 95% CI [{_fmt(lo)}, {_fmt(hi)}]; {pm['num_rays']} rays, ESS {_fmt(pm['ess'])},"
-            f" {pm['flat_rays']} flat"
+            f"{pm.definition} basin, cutoff {_fmt(pm.cutoff)}; {pm.sigma_description};"
+            f" 95% CI [{_fmt(lo)}, {_fmt(hi)}]; {pm.num_rays} rays, ESS {_fmt(pm.ess)},"
+            f" {pm.flat_rays} flat"
         )
-        if pm.get("dominated"):
+        if pm.dominated:
             notes += ", [yellow]carried by few rays (a lower-bound-like estimate)[/yellow]"
-        t.add_row("log prior mass of the basin", _fmt(pm["log_mass"]), notes)
-    for kind, v in b.get("volume", {}).items():
-        lo, hi = v["ci"]
+        t.add_row("log prior mass of the basin", _fmt(pm.log_mass), notes)
+    for kind, v in b.volume.items():
+        lo, hi = v.ci
         t.add_row(
             f"log basin volume ({kind})",
-            _fmt(v["log_volume"]),
-            f"95% CI [{_fmt(lo)}, {_fmt(hi)}], Δ = {_fmt(v['delta'])},"
-            f" {v['num_rays']} rays, {v['unbounded']} unbounded",
+            _fmt(v.log_volume),
+            f"95% CI [{_fmt(lo)}, {_fmt(hi)}], Δ = {_fmt(v.delta)},"
+            f" {v.num_rays} rays, {v.unbounded} unbounded",
         )
-    if "jacobian" in b:
-        j = b["jacobian"]
-        state = "plateau" if j["plateau"] else "[yellow]no plateau[/yellow]"
-        if j["saturated"]:
+    if b.jacobian is not None:
+        j = b.jacobian
+        state = "plateau" if j.plateau else "[yellow]no plateau[/yellow]"
+        if j.saturated:
             state = "[yellow]capped by the inputs[/yellow]"
-        sym = j.get("symmetry_dim")
         extra = (
-            f"; deficit {j['deficit']} = symmetries {sym} + excess {j['excess_deficit']}"
-            if sym is not None
-            else f"; deficit {j['deficit']} (symmetries unknown for this model)"
+            f"; deficit {j.deficit} = symmetries {j.symmetry_dim} + excess {j.excess_deficit}"
+            if j.symmetry_dim is not None
+            else f"; deficit {j.deficit} (symmetries unknown for this model)"
         )
         t.add_row(
             "functional dimension",
-            str(j["rank"]),
-            f"of d = {j['dim']} on {j['num_samples']} inputs ({state}){extra};"
-            f" effective rank {_fmt(j['effective_rank'])}",
+            str(j.rank),
+            f"of d = {j.dim} on {j.num_samples} inputs ({state}){extra};"
+            f" effective rank {_fmt(j.effective_rank)}",
         )
-    if "compress" in b:
-        c = b["compress"]
-        t.add_row("prunable fraction", _fmt(c["prunable_fraction"]), f"Δ = {_fmt(c['delta'])}")
-        t.add_row("quantization bits", str(c["quant_bits"]), "uniform, per tensor")
+    if b.compress is not None:
+        c = b.compress
+        t.add_row("prunable fraction", _fmt(c.prunable_fraction), f"Δ = {_fmt(c.delta)}")
+        t.add_row("quantization bits", str(c.quant_bits), "uniform, per tensor")
         t.add_row(
             "description length (bits)",
-            _fmt(c["description_bits"]),
-            f"{_fmt(c['description_bits_per_param'])} bits/parameter",
+            _fmt(c.description_bits),
+            f"{_fmt(c.description_bits_per_param)} bits/parameter",
         )
-    if "curvature" in b:
-        cv = b["curvature"]
-        t.add_row("Hessian λ_max", _fmt(cv["lambda_max"]), "")
-        t.add_row("Hessian trace", _fmt(cv["trace"]), "Hutch++")
-    for name, why in b.get("skipped", {}).items():
+    if b.curvature is not None:
+        cv = b.curvature
+        t.add_row("Hessian λ_max", _fmt(cv.lambda_max), "")
+        t.add_row("Hessian trace", _fmt(cv.trace), "Hutch++")
+    for name, why in b.skipped.items():
         t.add_row(name, "skipped", why)
     out_console.print(t)
     out_console.print(f"run directory: [bold]{run_dir}[/bold]")
@@ -242,8 +245,8 @@ def basins(
             Path(out_dir),
             {"command": "basins", **opts.to_config(loaded), "basins": cfg.to_dict()},
         )
-        summary = run_basins(bundle, run, cfg, progress=prog, params=opts.params or None)
-    print_basins(summary, run.path)
+        result = run_basins(bundle, run, cfg, progress=prog, params=opts.params or None)
+    print_basins(result, run.path)
 
 
 __all__ = ["basins", "build_basins_config", "print_basins"]

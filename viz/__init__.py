@@ -27,7 +27,7 @@ _EXPORTS = {
     "trajectory_figures": "landscape.viz.trajectory_plots",
     "set_style": "landscape.viz.style",
     "style_params": "landscape.viz.style",
-    "load_surface": "landscape.viz.data",
+    "axis_label": "landscape.viz.labels",
     "SINGLE_COLUMN_IN": "landscape.viz.style",
     "DOUBLE_COLUMN_IN": "landscape.viz.style",
 }

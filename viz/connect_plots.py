@@ -94,13 +94,13 @@ def plot_plane(run_dir: str | Path, path: str | Path, *, style: str = "talk") ->
     Returns:
         The written file.
     """
-    from landscape.viz.data import load_surface
+    from landscape.surface.result import Surface
     from landscape.viz.style import check_formats, save_figure, style_context
     from landscape.viz.surface_plots import contour_figure
 
     out = Path(path)
     fmt = check_formats(out.suffix.lstrip(".") or "png")
-    surf = load_surface(run_dir)
+    surf = Surface.from_run(run_dir)
     with style_context(style):
         fig = contour_figure(surf, style=style)
         return save_figure(fig, out.with_suffix(""), fmt)

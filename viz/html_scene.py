@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from landscape.io.rundir import atomic_write
-from landscape.viz.data import SurfaceData, load_surface, open_run
+from landscape.io.runs import open_run
+from landscape.surface.result import Surface
+from landscape.viz.labels import axis_label
 
 _PLAIN_LABELS = {0: "alpha", 1: "beta", 2: "gamma"}
 
@@ -28,19 +30,19 @@ def _clean(values: np.ndarray) -> list[Any]:
     return [float(v) if math.isfinite(v) else None for v in flat.tolist()]
 
 
-def scene_data(surf: SurfaceData, title: str) -> dict[str, Any]:
+def scene_data(surf: Surface, title: str) -> dict[str, Any]:
     """The JSON the page embeds: axes, flattened variables (C order), labels and markers.
 
     Example:
         >>> a = np.linspace(-1, 1, 3)
-        >>> d = scene_data(SurfaceData(("alpha",), (a,), {"train_loss": a**2}), "t")
+        >>> d = scene_data(Surface((a,), a**2, np.full(3, np.nan)), "t")
         >>> d["variables"]["train_loss"], d["min"]["index"]
         ([1.0, 0.0, 1.0], [1])
     """
     am = surf.argmin("train_loss")
     labels = []
     for i in range(surf.dims):
-        text = surf.axis_label(i)
+        text = axis_label(surf, i)
         plain = (
             text.replace(r"$\delta$", "δ")
             .replace(r"$\eta$", "η")
@@ -56,7 +58,7 @@ def scene_data(surf: SurfaceData, title: str) -> dict[str, Any]:
     data: dict[str, Any] = {
         "title": title,
         "dims": surf.dims,
-        "names": list(surf.names),
+        "names": list(surf.axis_names),
         "labels": labels,
         "shape": list(surf.shape),
         "axes": [[float(x) for x in a] for a in surf.axes],
@@ -67,13 +69,21 @@ def scene_data(surf: SurfaceData, title: str) -> dict[str, Any]:
         if am is None
         else {"index": list(am[0]), "value": am[1], "point": list(surf.point(am[0]))},
         "center": list(surf.center_index()) if surf.contains_center() else None,
-        "attrs": {k: v for k, v in surf.attrs.items() if isinstance(v, str | int | float | list)},
+        "attrs": {k: v for k, v in surf.attrs.items() if _json_number_or_text(v)},
     }
     if surf.trajectory is not None:
         data["trajectory"] = [[float(x) for x in row] for row in surf.trajectory]
-    if surf.anchors is not None:
-        data["anchors"] = [[float(x) for x in row] for row in surf.anchors]
+    points = surf.anchor_points()
+    if points is not None:
+        data["anchors"] = [[float(x) for x in row] for row in points]
     return data
+
+
+def _json_number_or_text(v: Any) -> bool:
+    """Whether an attribute goes into the page (finite numbers, text and lists)."""
+    if isinstance(v, float):
+        return math.isfinite(v)
+    return isinstance(v, str | int | list)
 
 
 def _json_for_script(obj: Any) -> str:
@@ -340,7 +350,7 @@ draw();
 """
 
 
-def render_html_text(surf: SurfaceData, title: str) -> str:
+def render_html_text(surf: Surface, title: str) -> str:
     """The page for ``surf`` (a complete, self-contained HTML document)."""
     grid = "x".join(str(n) for n in surf.shape)
     meta = [f"{surf.dims}D surface, grid {grid}", f"directions: {surf.kind}"]
@@ -382,7 +392,7 @@ def render_html(run_dir: Path) -> Path:
         'surface.html'
     """
     run = open_run(run_dir)
-    surf = load_surface(run.path)
+    surf = Surface.from_run(run.path)
     name = str(run.summary().get("name") or run.path.name)
     text = render_html_text(surf, f"Loss landscape: {name}")
     path = run.path / "surface.html"

@@ -20,7 +20,8 @@ import numpy as np
 
 from landscape.errors import ConfigError
 from landscape.io.rundir import atomic_write
-from landscape.viz.data import SurfaceData, load_surface, open_run
+from landscape.io.runs import open_run
+from landscape.surface.result import Surface
 
 CAMERAS = ("iso", "top", "side")
 FLOOR = -0.25
@@ -220,7 +221,7 @@ def _set_camera(
 
 def _surface_scene(
     pv: Any,
-    surf: SurfaceData,
+    surf: Surface,
     camera: str,
     cmap: str,
     contours: bool,
@@ -378,7 +379,7 @@ def _cutaway(camera: str, bounds: tuple[float, ...], centre: tuple[float, ...]) 
 
 
 def _volume_scenes(
-    pv: Any, surf: SurfaceData, camera: str, cmap: str, contours: bool, size: tuple[int, int]
+    pv: Any, surf: Surface, camera: str, cmap: str, contours: bool, size: tuple[int, int]
 ) -> list[tuple[str, Any]]:
     from landscape.viz.surface_plots import finite_range
     from landscape.viz.vtk_export import volume_grid
@@ -504,7 +505,7 @@ def render_3d(
     size = (int(size[0]), int(size[1]))
     cams = check_camera(camera, size)
     run = open_run(run_dir)
-    surf = load_surface(run.path)
+    surf = Surface.from_run(run.path)
     if surf.dims == 1:
         raise ConfigError(
             "a 3D render needs a 2D or 3D surface, this run's is 1D; use its 1D figure instead"

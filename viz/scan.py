@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from landscape.errors import RunDirError
+from landscape.io.runs import has_spectrum, has_surface, open_run, read_results
 from landscape.progress import Progress, tracked
-from landscape.viz.data import has_spectrum, has_surface, open_run, read_surface
+from landscape.surface.result import Surface
 from landscape.viz.style import check_formats, check_style
 
 
@@ -60,7 +61,6 @@ def plan(
         vtk_export,
         weight_plots,
     )
-    from landscape.viz.data import read_results
 
     fmts = check_formats(formats)
     check_style(style)
@@ -71,7 +71,7 @@ def plan(
         ds = {}
     summary = run.summary()
     steps: list[Step] = []
-    surf = read_surface(ds, run.path) if has_surface(ds) else None
+    surf = Surface.from_results(ds, str(run.results_path)) if has_surface(ds) else None
     weights = weight_plots.has_weights(ds, summary)
     if require and surf is None and not has_spectrum(ds, summary) and not weights:
         raise RunDirError(

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from landscape.errors import RunDirError
-from landscape.viz.data import open_run
+from landscape.io.runs import open_run
 from landscape.viz.style import check_formats, new_figure, save_figure, style_context, width
 
 

@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 
 from landscape.errors import ConfigError
-from landscape.viz.data import SurfaceData, load_surface, open_run
+from landscape.io.runs import open_run
+from landscape.surface.result import Surface
+from landscape.viz.labels import axis_label
 from landscape.viz.style import check_formats, new_figure, save_figure, style_context, width
 
 LABELS = {
@@ -165,7 +167,7 @@ def _marker_sizes() -> dict[str, float]:
 
 def draw_contour(
     ax: Any,
-    surf: SurfaceData,
+    surf: Surface,
     var: str,
     *,
     levels: np.ndarray,
@@ -225,8 +227,8 @@ def draw_contour(
     ax.contour(x, y, masked, levels=line_levels, colors="k", linewidths=lw, alpha=0.45, zorder=2)
     ax.set_xlim(x[0], x[-1])
     ax.set_ylim(y[0], y[-1])
-    ax.set_xlabel(surf.axis_label(i))
-    ax.set_ylabel(surf.axis_label(j))
+    ax.set_xlabel(axis_label(surf, i))
+    ax.set_ylabel(axis_label(surf, j))
     if np.isclose(x[-1] - x[0], y[-1] - y[0], rtol=1e-6):
         ax.set_aspect("equal")
 
@@ -256,8 +258,8 @@ def draw_contour(
             gid="trajectory_start",
             label="start",
         )
-    if overlays and surf.anchors is not None and surf.anchors.shape[1] > max(i, j):
-        pts = surf.anchors
+    pts = surf.anchor_points()
+    if overlays and pts is not None and pts.shape[1] > max(i, j):
         ax.plot(
             pts[:, i],
             pts[:, j],
@@ -389,7 +391,7 @@ def _legend_above(fig: Any, axes: list[Any], hs: list[Any], ls: list[str]) -> No
 
 
 def contour_figure(
-    surf: SurfaceData,
+    surf: Surface,
     variables: tuple[str, ...] = ("train_loss",),
     *,
     log_levels: bool | None = None,
@@ -406,7 +408,7 @@ def contour_figure(
     Example:
         >>> import numpy as np
         >>> a = np.linspace(-1, 1, 5)
-        >>> s = SurfaceData(("alpha", "beta"), (a, a), {"train_loss": np.add.outer(a**2, a**2)})
+        >>> s = Surface((a, a), np.add.outer(a**2, a**2), np.full((5, 5), np.nan))
         >>> fig = contour_figure(s)
         >>> [ln.get_gid() for ln in fig.axes[0].lines]
         ['center', 'minimum']
@@ -443,13 +445,13 @@ def contour_figure(
 
 
 # -- 1D curves ---------------------------------------------------------------------
-def curve_figure(surf: SurfaceData, *, log_y: bool = False, style: str = "paper") -> Any:
+def curve_figure(surf: Surface, *, log_y: bool = False, style: str = "paper") -> Any:
     """Train/test loss along one direction, accuracy on a twin axis, centre and minimum marked.
 
     Example:
         >>> import numpy as np
         >>> a = np.linspace(-1, 1, 5)
-        >>> fig = curve_figure(SurfaceData(("alpha",), (a,), {"train_loss": a**2}))
+        >>> fig = curve_figure(Surface((a,), a**2, np.full(a.shape, np.nan)))
         >>> fig.axes[0].get_ylabel()
         'loss'
     """
@@ -482,7 +484,7 @@ def curve_figure(surf: SurfaceData, *, log_y: bool = False, style: str = "paper"
     if log_y:
         ax.set_yscale("log")
     ax.set_xlim(x[0], x[-1])
-    ax.set_xlabel(surf.axis_label(0))
+    ax.set_xlabel(axis_label(surf, 0))
     ax.set_ylabel("loss")
     accs = {
         s: surf.variables[f"{s}_accuracy"]
@@ -514,8 +516,9 @@ def curve_figure(surf: SurfaceData, *, log_y: bool = False, style: str = "paper"
             gid="center",
             label=CENTER_LABEL,
         )
-    if surf.anchors is not None:
-        anchors = surf.anchors[:, 0]
+    points = surf.anchor_points()
+    if points is not None:
+        anchors = points[:, 0]
         for k, a in enumerate(anchors):
             ax.axvline(
                 a, color="0.6", linewidth=lw * 0.5, linestyle="-", zorder=0, gid=f"anchor{k}"
@@ -564,7 +567,7 @@ _PLANES = ((0, 1), (0, 2), (1, 2))
 
 
 def slices_figure(
-    surf: SurfaceData,
+    surf: Surface,
     *,
     log_levels: bool | None = None,
     cmap: str = "viridis",
@@ -578,7 +581,7 @@ def slices_figure(
         >>> import numpy as np
         >>> a = np.linspace(-1, 1, 5)
         >>> v = a[:, None, None] ** 2 + a[None, :, None] ** 2 + a[None, None, :] ** 2
-        >>> fig = slices_figure(SurfaceData(("alpha", "beta", "gamma"), (a, a, a), {"train_loss": v}))
+        >>> fig = slices_figure(Surface((a, a, a), v, np.full(v.shape, np.nan)))
         >>> len(fig.axes)
         4
     """
@@ -665,7 +668,7 @@ def surface_figures(
     """
     fmts = check_formats(formats)
     run = open_run(run_dir)
-    surf = load_surface(run.path)
+    surf = Surface.from_run(run.path)
     out = run.subdir("figures")
     paths: list[Path] = []
     with style_context(style):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from landscape.errors import RunDirError
-from landscape.viz.data import open_run, read_results, read_surface
+from landscape.io.runs import open_run, read_results
+from landscape.surface.result import Surface
 from landscape.viz.style import check_formats, new_figure, save_figure, style_context, width
 
 _TRAIN = "#1f77b4"
@@ -128,8 +130,7 @@ def path_figure(ds: Any, *, style: str = "paper", upto: int | None = None) -> An
 def _path_figure(ds: Any, style: str, upto: int | None) -> Any:
     from landscape.viz.surface_plots import choose_levels, draw_contour
 
-    surf = read_surface(ds)
-    surf = type(surf)(surf.names, surf.axes, surf.variables, surf.attrs, None, None)
+    surf = dataclasses.replace(Surface.from_results(ds), trajectory=None, anchors=None)
     w = width(style, 1)
     fig = new_figure((w, 0.86 * w))
     ax = fig.subplots()

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from landscape.io.rundir import atomic_write
-from landscape.viz.data import SurfaceData, load_surface, open_run
+from landscape.io.runs import open_run
+from landscape.surface.result import Surface
 
 HEIGHT_FRACTION = 0.5
 """The loss axis is drawn this tall, relative to the larger extent of the plane."""
@@ -69,13 +70,13 @@ class HeightScale:
         return f"height = ({f} - {self.offset:.4g}) * {self.scale:.4g}"
 
 
-def height_scale(surf: SurfaceData, var: str = "train_loss", *, log: bool = False) -> HeightScale:
+def height_scale(surf: Surface, var: str = "train_loss", *, log: bool = False) -> HeightScale:
     """The :class:`HeightScale` of a 1D/2D surface's ``var`` over its plane extent."""
     extent = max(float(a[-1] - a[0]) for a in surf.axes[:2])
     return HeightScale.fit(surf.variables[var], extent, log=log)
 
 
-def surface_grid(surf: SurfaceData, *, log: bool = False) -> Any:
+def surface_grid(surf: Surface, *, log: bool = False) -> Any:
     """A ``pyvista.StructuredGrid`` of a 1D/2D surface with loss as height and as scalars.
 
     Points are ``(alpha, beta, height)`` (``beta = 0`` in 1D); the point arrays hold the
@@ -120,7 +121,7 @@ def is_uniform(axis: np.ndarray, rtol: float = 1e-9) -> bool:
     return bool(np.allclose(d, d[0], rtol=rtol, atol=0.0))
 
 
-def volume_grid(surf: SurfaceData) -> Any:
+def volume_grid(surf: Surface) -> Any:
     """A ``pyvista.ImageData`` (uniform axes) or ``RectilinearGrid`` of a 3D surface."""
     import pyvista as pv
 
@@ -181,7 +182,7 @@ def write_vtk(run_dir: Path) -> list[Path]:
         ['surface.vts']
     """
     run = open_run(run_dir)
-    surf = load_surface(run.path)
+    surf = Surface.from_run(run.path)
     out = run.subdir("vtk")
     if surf.dims <= 2:
         path = out / "surface.vts"

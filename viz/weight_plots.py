@@ -206,7 +206,7 @@ def load_weight_spectra(run_dir: str | Path) -> WeightSpectra:
     Raises:
         RunDirError: the run holds no weight spectra.
     """
-    from landscape.viz.data import open_run
+    from landscape.io.runs import open_run
 
     run = open_run(run_dir)
     ds: Any = run.read_arrays() if run.results_path.exists() else {}
@@ -228,7 +228,7 @@ def run_weight_figures(
     dpi: float | None = None,
 ) -> list[Path]:
     """:func:`weight_figures` of a run directory, into ``RUN/figures``."""
-    from landscape.viz.data import open_run
+    from landscape.io.runs import open_run
 
     run = open_run(run_dir)
     spectra = load_weight_spectra(run.path)

@@ -21,7 +21,6 @@ from landscape.compare.comparison import (
     write_comparison,
     write_table_csv,
 )
-from landscape.compare.runs import RunData, load_run, load_runs
 from landscape.compare.table import (
     GAP_KEY,
     ComparisonTable,
@@ -32,6 +31,7 @@ from landscape.compare.table import (
     run_metrics,
     short_label,
 )
+from landscape.io.runs import RunData, load_run, load_runs
 from landscape.stats import RankCorrelation, kendall_tau_b, rank_correlation, spearman_rho
 
 __all__ = [

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from landscape.compare.runs import RunData
+from landscape.io.runs import RunData
 
 
 @dataclass(frozen=True)

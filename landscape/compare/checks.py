@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from landscape.compare.runs import RunData
 from landscape.errors import ConfigError
+from landscape.io.runs import RunData
 
 
 def _get(d: Mapping[str, Any] | None, *keys: str) -> Any:

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from landscape.compare.checks import Comparability, check_comparable
-from landscape.compare.runs import RunData, load_runs
 from landscape.compare.table import ComparisonTable, build_table
 from landscape.io.rundir import FORMAT_VERSION, atomic_write, versions, write_json
+from landscape.io.runs import RunData, load_runs
 
 #: Files a comparison directory holds (besides ``figures/`` and ``report.html``).
 TABLE_CSV = "table.csv"

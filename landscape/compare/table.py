@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from landscape.compare.runs import RunData, as_float
+from landscape.io.runs import RunData, as_float
 from landscape.results import Estimate, _json_float
 from landscape.stats import RankCorrelation, rank_correlation
 

@@ -421,6 +421,25 @@ def measure(
     return MeasureSet(**res)
 
 
+@dataclass(frozen=True)
+class BasinsRun:
+    """What :func:`run_basins` measured, with what it was measured on.
+
+    Attributes:
+        name: the run's name (its directory's name).
+        num_params: parameters the measures move (after ``params`` restriction).
+        loss: training loss at the checkpoint.
+        accuracy: training accuracy (NaN for regression).
+        measures: the typed results of every measure.
+    """
+
+    name: str
+    num_params: int
+    loss: float
+    accuracy: float
+    measures: MeasureSet
+
+
 def run_basins(
     bundle: ModelBundle,
     run: RunDir,
@@ -428,15 +447,16 @@ def run_basins(
     *,
     progress: Progress | None = None,
     params: Sequence[str] | None = None,
-) -> dict[str, Any]:
+) -> BasinsRun:
     """Measure a checkpoint's basin and record it in ``run`` (``summary.json["basins"]``).
 
     ``params`` restricts every measure to the parameters matching its globs, the others
     held fixed (see :class:`~landscape.engine.ParamSpace`); the globs are recorded as
-    ``basins.params`` (``None``: all trainable parameters).
+    ``basins.params`` (``None``: all trainable parameters). The typed results are
+    serialized here, once: scalars to ``summary.json``, arrays to ``results.nc``.
 
     Returns:
-        The updated summary.
+        The typed results.
 
     Example:
         >>> import tempfile
@@ -444,9 +464,9 @@ def run_basins(
         >>> from landscape.io import load_data
         >>> b = ModelBundle.from_module(nn.Linear(10, 3), load_data("synthetic"))
         >>> run = RunDir.create(tempfile.mkdtemp() + "/r", {})
-        >>> s = run_basins(b, run, BasinsConfig(measures=("jacobian",)))
-        >>> s["basins"]["jacobian"]["rank"]
-        22
+        >>> r = run_basins(b, run, BasinsConfig(measures=("jacobian",)))
+        >>> r.measures.jacobian.rank, run.summary()["basins"]["jacobian"]["rank"]
+        (22, 22)
     """
     import xarray as xr
 
@@ -472,7 +492,7 @@ def run_basins(
         "accuracy": acc if np.isfinite(acc) else None,
         "basins": section,
     }
-    summary = run.update_summary(top)
+    run.update_summary(top)
     if arrays:
         run.write_arrays(xr.Dataset({k: v for k, v in arrays.items()}))
-    return summary
+    return BasinsRun(run.path.name, space.dim, float(loss), float(acc), result)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -99,6 +100,102 @@ class Surface:
         idx = np.unravel_index(int(np.argmin(loss)), loss.shape)
         return float(loss[idx]), tuple(float(a[i]) for a, i in zip(self.axes, idx, strict=True))
 
+    @property
+    def variables(self) -> dict[str, np.ndarray]:
+        """The grids by name, float64.
+
+        ``train_loss`` and ``train_accuracy``, and ``test_loss`` / ``test_accuracy`` when
+        they were measured.
+
+        Example:
+            >>> s = Surface((np.array([0.0, 1.0]),), np.array([1.0, 2.0]), np.full(2, np.nan))
+            >>> sorted(s.variables)
+            ['train_accuracy', 'train_loss']
+        """
+        out = {
+            "train_loss": np.asarray(self.train_loss, dtype=np.float64),
+            "train_accuracy": np.asarray(self.train_accuracy, dtype=np.float64),
+        }
+        if self.test_loss is not None:
+            out["test_loss"] = np.asarray(self.test_loss, dtype=np.float64)
+        if self.test_accuracy is not None:
+            out["test_accuracy"] = np.asarray(self.test_accuracy, dtype=np.float64)
+        return out
+
+    def argmin(self, name: str = "train_loss") -> tuple[tuple[int, ...], float] | None:
+        """Grid index and value of the smallest finite value of ``name`` (``None`` if none).
+
+        Example:
+            >>> s = Surface((np.array([-1.0, 0.0, 1.0]),), np.array([1.0, 0.0, 1.0]),
+            ...             np.full(3, np.nan))
+            >>> s.argmin()
+            ((1,), 0.0)
+        """
+        values = self.variables[name]
+        finite = np.isfinite(values)
+        if not finite.any():
+            return None
+        masked = np.where(finite, values, np.inf)
+        idx = np.unravel_index(int(np.argmin(masked)), values.shape)
+        return tuple(int(i) for i in idx), float(values[idx])
+
+    def point(self, index: tuple[int, ...]) -> tuple[float, ...]:
+        """Coordinates of a grid index."""
+        return tuple(float(a[i]) for a, i in zip(self.axes, index, strict=True))
+
+    def center_index(self) -> tuple[int, ...]:
+        """Grid index nearest the centre θ* (coordinate 0 on every axis)."""
+        return tuple(int(np.argmin(np.abs(a))) for a in self.axes)
+
+    def contains_center(self) -> bool:
+        """Whether the centre θ* lies inside the grid's range."""
+        return all(a.min() <= 0.0 <= a.max() for a in self.axes)
+
+    def anchor_points(self) -> np.ndarray | None:
+        """The defining checkpoints as points, one per row ``(n_anchors, dims)``, or ``None``.
+
+        Axes with fewer stored coordinates than others are padded with zeros.
+
+        Example:
+            >>> s = Surface((np.array([0.0, 1.0]),), np.array([1.0, 2.0]), np.full(2, np.nan),
+            ...             anchors=((0.0, 1.0),))
+            >>> s.anchor_points().tolist()
+            [[0.0], [1.0]]
+        """
+        if self.anchors is None:
+            return None
+        cols = [np.atleast_1d(np.asarray(c, dtype=float)) for c in self.anchors]
+        cols += [np.zeros(0)] * (self.dims - len(cols))
+        points = np.zeros((max(len(c) for c in cols), self.dims))
+        for k, c in enumerate(cols[: self.dims]):
+            points[: len(c), k] = c
+        return points
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The ``surface_*`` attributes of the ``results.nc`` layout (plain Python values)."""
+        attrs: dict[str, Any] = {
+            "surface_kind": self.kind,
+            "surface_normalization": self.normalization,
+            "surface_ignore": self.ignore,
+            "surface_dims": int(self.dims),
+            "surface_grid": self.grid_label,
+            "surface_center_loss": float(self.center_loss),
+            "surface_complete": int(bool(self.complete)),
+        }
+        if self.seed is not None:
+            attrs["surface_seed"] = int(self.seed)
+        if self.bf16_error is not None:
+            attrs["surface_bf16_error"] = float(self.bf16_error)
+        if self.explained_variance is not None:
+            attrs["surface_explained_variance"] = [float(x) for x in self.explained_variance]
+        if self.anchors is not None:
+            for n, a in zip(self.axis_names, self.anchors, strict=False):
+                attrs[f"surface_anchor_{n}"] = [float(x) for x in a]
+        if "recompute_bn" in self.info:
+            attrs["surface_recompute_bn"] = int(bool(self.info["recompute_bn"]))
+        return attrs
+
     def to_dict(self) -> dict[str, Any]:
         """The ``surface`` section of ``summary.json``."""
         min_loss, at = self.min_point()
@@ -155,27 +252,7 @@ class Surface:
             traj = np.asarray(self.trajectory, dtype=np.float64)
             for k, n in enumerate(names[: traj.shape[1]]):
                 data[f"trajectory_{n}"] = ("step", traj[:, k])
-        attrs: dict[str, Any] = {
-            "surface_kind": self.kind,
-            "surface_normalization": self.normalization,
-            "surface_ignore": self.ignore,
-            "surface_dims": int(self.dims),
-            "surface_grid": self.grid_label,
-            "surface_center_loss": float(self.center_loss),
-            "surface_complete": int(bool(self.complete)),
-        }
-        if self.seed is not None:
-            attrs["surface_seed"] = int(self.seed)
-        if self.bf16_error is not None:
-            attrs["surface_bf16_error"] = float(self.bf16_error)
-        if self.explained_variance is not None:
-            attrs["surface_explained_variance"] = [float(x) for x in self.explained_variance]
-        if self.anchors is not None:
-            for n, a in zip(names, self.anchors, strict=False):
-                attrs[f"surface_anchor_{n}"] = [float(x) for x in a]
-        if "recompute_bn" in self.info:
-            attrs["surface_recompute_bn"] = int(bool(self.info["recompute_bn"]))
-        return xr.Dataset(data, coords=coords, attrs=attrs)
+        return xr.Dataset(data, coords=coords, attrs=self.attrs)
 
     @classmethod
     def from_dataset(cls, ds: Any) -> Surface:
@@ -197,7 +274,9 @@ class Surface:
         attrs = dict(ds.attrs)
 
         def arr(name: str) -> np.ndarray | None:
-            return np.asarray(ds[name].transpose(*names).values) if name in ds else None
+            if name not in ds or set(ds[name].dims) != set(names):
+                return None
+            return np.asarray(ds[name].transpose(*names).values)
 
         traj = None
         tnames = [f"trajectory_{n}" for n in names if f"trajectory_{n}" in ds]
@@ -234,6 +313,68 @@ class Surface:
             complete=bool(attrs.get("surface_complete", 1)),
             info=info,
         )
+
+    @classmethod
+    def from_results(cls, ds: Any, where: str = "the results") -> Surface:
+        """The surface of a loaded ``results.nc``, checked to be a drawable grid.
+
+        Args:
+            ds: the results dataset.
+            where: what to name in the error (e.g. the file's path).
+
+        Raises:
+            RunDirError: no ``train_loss``, axes other than alpha[, beta[, gamma]], or an
+                axis that is not increasing with at least 2 points.
+
+        Example:
+            >>> import xarray as xr
+            >>> ds = xr.Dataset({"train_loss": ("alpha", [1.0, 0.0, 1.0])},
+            ...                 coords={"alpha": [-1.0, 0.0, 1.0]})
+            >>> Surface.from_results(ds).argmin()
+            ((1,), 0.0)
+        """
+        from landscape.errors import RunDirError
+
+        if "train_loss" not in ds:
+            raise RunDirError(
+                f"{where} holds no surface (no train_loss); compute one with `landscape surface`"
+                " or `landscape scan`."
+            )
+        dims = tuple(ds["train_loss"].dims)
+        if not 1 <= len(dims) <= 3 or dims != AXIS_NAMES[: len(dims)]:
+            raise RunDirError(
+                f"{where} has train_loss over {dims}, expected (alpha[, beta[, gamma]]);"
+                " recompute the surface."
+            )
+        for n in dims:
+            a = np.asarray(ds[n].values, dtype=np.float64)
+            if a.size < 2 or not np.all(np.isfinite(a)) or not np.all(np.diff(a) > 0):
+                raise RunDirError(
+                    f"{where} axis {n} is not increasing with at least 2 points; recompute it."
+                )
+        return cls.from_dataset(ds)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path) -> Surface:
+        """Read the surface stored in ``run_dir/results.nc`` (see :meth:`from_results`).
+
+        Raises:
+            RunDirError: the run directory or its ``results.nc`` is missing or unreadable,
+                or it holds no drawable surface.
+
+        Example:
+            >>> import tempfile, xarray as xr
+            >>> from landscape.io.rundir import RunDir
+            >>> run = RunDir.create(Path(tempfile.mkdtemp()) / "r", {})
+            >>> run.write_arrays(xr.Dataset({"train_loss": ("alpha", [1.0, 0.0, 1.0])},
+            ...                             coords={"alpha": [-1.0, 0.0, 1.0]}))
+            >>> Surface.from_run(run.path).argmin()
+            ((1,), 0.0)
+        """
+        from landscape.io.runs import read_results
+
+        path = Path(run_dir)
+        return cls.from_results(read_results(path), str(path / "results.nc"))
 
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:

@@ -7,7 +7,7 @@ import pytest
 from matplotlib.colors import LogNorm, Normalize
 
 from landscape.errors import ConfigError
-from landscape.viz.data import SurfaceData
+from landscape.surface.result import Surface
 from landscape.viz.style import style_context
 from landscape.viz.surface_plots import (
     choose_levels,
@@ -23,6 +23,10 @@ def _basin(lo: float, hi: float) -> np.ndarray:
     """A bowl from ``lo`` at the centre to ``hi`` at the corners, rising exponentially."""
     r2 = np.add.outer(A**2, A**2) / 2.0
     return lo * (hi / lo) ** r2
+
+
+def _surface(axes: tuple[np.ndarray, ...], loss: np.ndarray) -> Surface:
+    return Surface(axes, loss, np.full(loss.shape, np.nan))
 
 
 def _is_geometric(levels: np.ndarray) -> bool:
@@ -101,8 +105,8 @@ def _fill(fig):
 
 
 def test_contour_figure_default_follows_the_data() -> None:
-    wide = SurfaceData(("alpha", "beta"), (A, A), {"train_loss": _basin(0.03, 410.0)})
-    narrow = SurfaceData(("alpha", "beta"), (A, A), {"train_loss": _basin(1.0, 5.0)})
+    wide = _surface((A, A), _basin(0.03, 410.0))
+    narrow = _surface((A, A), _basin(1.0, 5.0))
     with style_context("paper"):
         fw = _fill(contour_figure(wide))
         fn = _fill(contour_figure(narrow))
@@ -118,7 +122,7 @@ def test_slices_figure_default_follows_the_data() -> None:
     a = np.linspace(-1.0, 1.0, 9)
     r2 = (a[:, None, None] ** 2 + a[None, :, None] ** 2 + a[None, None, :] ** 2) / 3.0
     vol = 0.03 * (410.0 / 0.03) ** r2
-    surf = SurfaceData(("alpha", "beta", "gamma"), (a, a, a), {"train_loss": vol})
+    surf = _surface((a, a, a), vol)
     with style_context("paper"):
         fill = _fill(slices_figure(surf))
     assert isinstance(fill.norm, LogNorm) and _is_geometric(np.asarray(fill.levels))

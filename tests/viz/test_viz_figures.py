@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from landscape.errors import ConfigError, RunDirError
-from landscape.viz.data import load_surface
+from landscape.surface.result import Surface
 from landscape.viz.style import style_context
 from landscape.viz.surface_plots import (
     contour_figure,
@@ -38,7 +38,7 @@ def test_import_is_lazy_and_headless() -> None:
 
 
 def test_contour_marks_minimum_centre_and_trajectory(run_factory) -> None:
-    surf = load_surface(run_factory("pca", dims=2, kind="pca", test=False))
+    surf = Surface.from_run(run_factory("pca", dims=2, kind="pca", test=False))
     loss = surf.variables["train_loss"]
     i, j = np.unravel_index(np.argmin(loss), loss.shape)
     with style_context("paper"):
@@ -60,12 +60,12 @@ def test_contour_marks_minimum_centre_and_trajectory(run_factory) -> None:
 
 
 def test_contour_labels_anchors_and_unequal_aspect(run_factory) -> None:
-    surf = load_surface(run_factory("rand", dims=2, test=False, shape=(21, 11)))
+    surf = Surface.from_run(run_factory("rand", dims=2, test=False, shape=(21, 11)))
     with style_context("paper"):
         fig = contour_figure(surf)
     assert fig.axes[0].get_xlabel() == r"$\delta$ (filter-normalized)"
     assert fig.axes[0].get_ylabel() == r"$\eta$ (filter-normalized)"
-    plane = load_surface(run_factory("plane", dims=2, kind="plane", test=False))
+    plane = Surface.from_run(run_factory("plane", dims=2, kind="plane", test=False))
     with style_context("paper"):
         fig = contour_figure(plane)
     an = _line(fig, "anchors")
@@ -76,7 +76,7 @@ def test_contour_labels_anchors_and_unequal_aspect(run_factory) -> None:
 
 
 def test_nonfinite_points_are_hatched_and_ignored(run_factory) -> None:
-    surf = load_surface(run_factory("nan", dims=2, nonfinite=True, test=False))
+    surf = Surface.from_run(run_factory("nan", dims=2, nonfinite=True, test=False))
     with style_context("paper"):
         fig = contour_figure(surf)
     assert any(p.get_gid() == "nonfinite" for p in fig.axes[0].patches)
@@ -97,7 +97,7 @@ def test_levels() -> None:
 
 
 def test_curve_figure_data_accuracy_and_anchors(run_factory) -> None:
-    surf = load_surface(run_factory("interp", dims=1, kind="interpolation"))
+    surf = Surface.from_run(run_factory("interp", dims=1, kind="interpolation"))
     with style_context("paper"):
         fig = curve_figure(surf)
     np.testing.assert_array_equal(
@@ -117,7 +117,7 @@ def test_curve_figure_data_accuracy_and_anchors(run_factory) -> None:
 
 
 def test_slices_go_through_the_centre(run_factory) -> None:
-    surf = load_surface(run_factory("vol", dims=3))
+    surf = Surface.from_run(run_factory("vol", dims=3))
     with style_context("paper"):
         fig = slices_figure(surf)
     titles = [ax.get_title() for ax in fig.axes[:6]]

@@ -12,8 +12,8 @@ import pytest
 import xarray as xr
 
 from landscape.io.rundir import RunDir
+from landscape.surface.result import Surface
 from landscape.viz import render_html, write_vtk
-from landscape.viz.data import load_surface
 
 
 def _read(path):
@@ -25,7 +25,7 @@ def _read(path):
 @pytest.mark.parametrize("dims", [1, 2])
 def test_vts_round_trip(run_factory, dims: int) -> None:
     run = run_factory(f"v{dims}", dims=dims)
-    surf = load_surface(run)
+    surf = Surface.from_run(run)
     (path,) = write_vtk(run)
     assert path.name == "surface.vts"
     grid = _read(path)
@@ -61,7 +61,7 @@ def test_vts_hides_nonfinite_points(run_factory) -> None:
 
 def test_vti_round_trip(run_factory) -> None:
     run = run_factory("v3", dims=3)
-    surf = load_surface(run)
+    surf = Surface.from_run(run)
     (path,) = write_vtk(run)
     assert path.name == "volume.vti"
     img = _read(path)
@@ -104,7 +104,7 @@ def test_html_is_self_contained_and_holds_the_data(run_factory, dims: int) -> No
     run = run_factory(
         f"h{dims}", dims=dims, nonfinite=(dims == 2), kind="pca" if dims == 2 else "random"
     )
-    surf = load_surface(run)
+    surf = Surface.from_run(run)
     path = render_html(run)
     assert path == run / "surface.html"
     text = path.read_text(encoding="utf-8")

@@ -1,10 +1,20 @@
-"""Loading and validating run directories for a comparison.
+"""Reading run directories back: the one reader for figures, reports and comparisons.
 
-A comparison reads what ``landscape scan`` wrote: ``config.json`` (the resolved
-configuration), ``summary.json`` (scalars) and, when present, ``results.nc`` (surfaces
-and spectral densities). Anything that would make a comparison silently wrong (a missing
-or broken summary, an older format, a scan that stopped before its Hessian stage) is
-refused here with a one-line :class:`~landscape.errors.RunDirError` naming the fix.
+A run directory holds what ``landscape scan`` / ``landscape surface`` wrote:
+``config.json`` (the resolved configuration), ``summary.json`` (scalars) and, when
+present, ``results.nc`` (surfaces and spectral densities). This module returns those as
+plain dicts and an ``xarray.Dataset``; the typed results are rebuilt from them by their
+own layers (``Surface.from_results``).
+
+Two ways in:
+
+- :func:`open_run` / :func:`read_results`: any run directory (figures need only
+  ``results.nc`` and, optionally, the summary);
+- :func:`load_run` / :func:`load_runs`: a finished scan, validated for a comparison.
+  Anything that would make a comparison silently wrong (a missing or broken summary, an
+  older format, a scan that stopped before its Hessian stage) is refused.
+
+Every failure is a one-line :class:`~landscape.errors.RunDirError` naming the fix.
 """
 
 from __future__ import annotations
@@ -17,10 +27,95 @@ from pathlib import Path
 from typing import Any
 
 from landscape.errors import RunDirError
-from landscape.io.rundir import FORMAT_VERSION
+from landscape.io.rundir import FORMAT_VERSION, RUN_FILES, RunDir
 
 #: Summary sections a comparison needs: the evaluation scalars and the Hessian section.
 REQUIRED_SECTIONS = ("loss", "hessian")
+
+#: ``results.nc`` variables that hold a Hessian spectrum.
+SPECTRUM_VARIABLES = (
+    "slq_grid",
+    "slq_density",
+    "hessian_top_eigenvalues",
+    "hessian_bottom_eigenvalues",
+    "hessian_exact_spectrum",
+)
+
+
+def _check_dir(path: Path, missing: str, is_file: str) -> None:
+    if not path.exists():
+        raise RunDirError(f"{path} does not exist; {missing}.")
+    if not path.is_dir():
+        raise RunDirError(f"{path} is a file, not a run directory; {is_file}.")
+
+
+def _load_arrays(nc: Path, fix: str) -> Any:
+    try:
+        return RunDir(nc.parent).read_arrays()
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same fault
+        raise RunDirError(f"{nc} is unreadable ({type(exc).__name__}); {fix}.") from exc
+
+
+def open_run(run_dir: str | Path) -> RunDir:
+    """Check that ``run_dir`` is a run directory and return it.
+
+    Raises:
+        RunDirError: the path is missing, not a directory, or holds none of the run files.
+
+    Example:
+        >>> import tempfile
+        >>> open_run(tempfile.mkdtemp())  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        landscape.errors.RunDirError: ... is not a run directory ...
+    """
+    path = Path(run_dir)
+    _check_dir(path, "give the folder a scan wrote", "give the folder a scan wrote")
+    if not any((path / name).exists() for name in RUN_FILES):
+        raise RunDirError(
+            f"{path} is not a run directory (no config.json, summary.json or results.nc);"
+            " give the folder `landscape scan` or `landscape surface` wrote."
+        )
+    return RunDir(path)
+
+
+def read_results(run_dir: str | Path) -> Any:
+    """The run's ``results.nc`` as an ``xarray.Dataset`` (loaded into memory).
+
+    Raises:
+        RunDirError: the run directory is invalid (see :func:`open_run`), or its
+            ``results.nc`` is missing or unreadable.
+    """
+    run = open_run(run_dir)
+    if not run.results_path.exists():
+        raise RunDirError(
+            f"{run.results_path} is missing; compute the arrays first with `landscape scan`"
+            " or `landscape surface`."
+        )
+    return _load_arrays(run.results_path, "rerun the scan")
+
+
+def has_surface(ds: Any) -> bool:
+    """Whether a results dataset holds a surface (``train_loss`` over alpha[, beta[, gamma]]).
+
+    Example:
+        >>> import xarray as xr
+        >>> has_surface(xr.Dataset())
+        False
+    """
+    return "train_loss" in ds and ds["train_loss"].dims[:1] == ("alpha",)
+
+
+def has_spectrum(ds: Any, summary: Mapping[str, Any] | None = None) -> bool:
+    """Whether there is a Hessian spectrum (SLQ density or eigenvalues) to plot.
+
+    Example:
+        >>> has_spectrum({}, {"hessian": {"top_eigenvalues": [2.0]}})
+        True
+    """
+    if any(v in ds for v in SPECTRUM_VARIABLES):
+        return True
+    hess = (summary or {}).get("hessian") or {}
+    return bool(hess.get("top_eigenvalues"))
 
 
 def as_float(x: Any) -> float:
@@ -141,13 +236,11 @@ def load_run(
         landscape.errors.RunDirError: ... has no config.json ...
     """
     p = Path(path)
-    if not p.exists():
-        raise RunDirError(
-            f"{p} does not exist; give a run directory written by `landscape scan` or a"
-            " checkpoint file."
-        )
-    if not p.is_dir():
-        raise RunDirError(f"{p} is a file, not a run directory; give the directory of a scan.")
+    _check_dir(
+        p,
+        "give a run directory written by `landscape scan` or a checkpoint file",
+        "give the directory of a scan",
+    )
     config = _read_json(p / "config.json", "config.json", p, None)
     if not isinstance(config, dict):
         raise RunDirError(f"{p / 'config.json'} is not a JSON object; {_fix_hint(p, None)}.")
@@ -176,18 +269,8 @@ def load_run(
             f"{p} is a scan without its {', '.join(missing)} section (stages done: {done});"
             f" finish it with `landscape scan {ckpt} --out {p} --resume`."
         )
-    ds = None
     nc = p / "results.nc"
-    if arrays and nc.exists():
-        try:
-            import xarray as xr
-
-            with xr.open_dataset(nc, engine="h5netcdf") as opened:
-                ds = opened.load()
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same fault
-            raise RunDirError(
-                f"{nc} is unreadable ({type(exc).__name__}); {_fix_hint(p, config)}."
-            ) from exc
+    ds = _load_arrays(nc, _fix_hint(p, config)) if arrays and nc.exists() else None
     return RunData(
         path=p,
         name=name or str(summary.get("name") or p.name),
