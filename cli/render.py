@@ -57,7 +57,7 @@ def render(
 ) -> None:
     """Render the figures of a run: surface plots, spectrum, 3D views, VTK and HTML."""
     from landscape.viz.render3d import check_camera
-    from landscape.viz.scan import plan, run_steps
+    from landscape.viz.run_figures import plan, run_steps
 
     check_camera(camera.value)
     steps = plan(

@@ -22,7 +22,7 @@ _EXPORTS = {
     "render_3d": "landscape.viz.render3d",
     "offscreen_available": "landscape.viz.render3d",
     "render_html": "landscape.viz.html_scene",
-    "scan_figures": "landscape.viz.scan",
+    "scan_figures": "landscape.viz.run_figures",
     "weight_figures": "landscape.viz.weight_plots",
     "trajectory_figures": "landscape.viz.trajectory_plots",
     "set_style": "landscape.viz.style",

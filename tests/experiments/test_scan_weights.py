@@ -44,7 +44,7 @@ def test_scan_writes_the_weights_section_and_figures(tmp_path: Path) -> None:
     assert w["layers"][0]["alpha"] == direct.layers[0].alpha
     ds = run.read_arrays()
     np.testing.assert_allclose(ds["weights_esd"].values, direct.to_arrays()["weights_esd"])
-    from landscape.viz.scan import plan
+    from landscape.viz.run_figures import plan
 
     names = [step.name for step in plan(run.path, formats="png", render=False)]
     assert "weight spectra figures" in names
