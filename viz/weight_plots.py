@@ -24,7 +24,7 @@ def _narrow_log_ticks(ax: Any) -> None:
 
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    ax.figure.canvas.draw_idle()
+    ax.autoscale_view()
     for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
         axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
         narrow = lo > 0 and hi > 0 and math.log10(hi / lo) < 1.5

@@ -77,7 +77,7 @@ class ScanConfig:
     bottom_k: int = 3
     trace_matvecs: int = 99
     frobenius_probes: int = 30
-    slq_runs: int = 5
+    slq_runs: int = 4
     slq_steps: int = 60
     sweep: bool = True
     trace_tol: float = 0.01
