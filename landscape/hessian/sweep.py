@@ -78,6 +78,8 @@ class Spectrum:
     trace_note: str | None
     matvecs: dict[str, int] = field(default_factory=dict)
 
+    method: str = "sweep"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready scalars of the sweep (arrays stay in the typed fields)."""
         return {
@@ -86,6 +88,115 @@ class Spectrum:
             "trace_note": self.trace_note,
             "matvecs": dict(self.matvecs),
         }
+
+    def summary(self, top_k: int | None = None) -> dict[str, Any]:
+        """The scan's ``hessian`` section.
+
+        Eigenpairs (the first ``top_k``), trace, Frobenius norm, whether the trace is
+        resolved, and how the products were spent.
+        """
+        k = len(self.top.values) if top_k is None else top_k
+        out: dict[str, Any] = {
+            "top_eigenvalues": self.top.values[:k].tolist(),
+            "top_residuals": self.top.residuals[:k].tolist(),
+            "top_converged": [bool(c) for c in self.top.converged[:k]],
+        }
+        if self.bottom is not None:
+            out["bottom_eigenvalues"] = self.bottom.values.tolist()
+            out["bottom_residuals"] = self.bottom.residuals.tolist()
+            out["bottom_converged"] = [bool(c) for c in self.bottom.converged]
+        out["trace"] = self.trace.to_dict()
+        out["frobenius"] = self.frobenius.to_dict()
+        out["trace_resolved"] = bool(self.trace_resolved)
+        out["trace_note"] = self.trace_note
+        if self.method == "sweep":
+            out["sweep"] = {"krylov_dim": self.krylov_dim, "matvecs": dict(self.matvecs)}
+        return out
+
+    def arrays(self, top_k: int | None = None) -> dict[str, tuple[str, np.ndarray]]:
+        """``results.nc`` variables: the eigenvalues and the SLQ density with its stderr."""
+        k = len(self.top.values) if top_k is None else top_k
+        out = {"hessian_top_eigenvalues": ("top_k", np.asarray(self.top.values[:k]))}
+        if self.bottom is not None:
+            out["hessian_bottom_eigenvalues"] = ("bottom_k", np.asarray(self.bottom.values))
+        out["slq_grid"] = ("slq_point", np.asarray(self.density.grid))
+        out["slq_density"] = ("slq_point", np.asarray(self.density.density))
+        out["slq_density_stderr"] = ("slq_point", np.asarray(self.density.density_stderr))
+        return out
+
+
+def separate_spectrum(
+    op: Operator,
+    *,
+    top_k: int = 5,
+    bottom_k: int = 3,
+    tol: float = 1e-6,
+    slq_runs: int = 5,
+    slq_steps: int = 60,
+    trace_matvecs: int = 99,
+    frobenius_probes: int = 30,
+    trace_tol: float = 0.01,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> Spectrum:
+    """The same quantities as :func:`spectrum`, each estimator with its own budget.
+
+    Lanczos top-k and bottom-k runs, Hutch++ with ``trace_matvecs`` products, Hutchinson
+    Frobenius with ``frobenius_probes`` and an SLQ density: the reference the sweep is
+    measured against (``sweep = false`` in a scan preset).
+
+    Example:
+        >>> from landscape.engine import DenseOperator
+        >>> a = torch.diag(torch.linspace(-1.0, 10.0, 300, dtype=torch.float64))
+        >>> s = separate_spectrum(DenseOperator(a), top_k=2, bottom_k=1, slq_runs=2)
+        >>> [round(float(v), 4) for v in s.top.values], s.method
+        ([10.0, 9.9632], 'separate')
+    """
+    from landscape.hessian.eigenpairs import bottom_eigenpairs, top_eigenpairs
+    from landscape.hessian.frobenius import frobenius_norm
+    from landscape.hessian.hutchpp import hutchpp_trace
+    from landscape.hessian.slq import slq_density
+
+    dim = int(op.dim)
+    start = int(op.matvecs)
+    top = top_eigenpairs(op, min(top_k, dim), tol=tol, seed=seed, progress=progress)
+    bottom = None
+    if bottom_k > 0:
+        bottom = bottom_eigenpairs(
+            op, min(bottom_k, dim), tol=tol, seed=seed + 1, progress=progress
+        )
+    t_bot = int(op.matvecs)
+    trace = hutchpp_trace(op, trace_matvecs, seed=seed + 2, progress=progress)
+    fro = frobenius_norm(op, frobenius_probes, seed=seed + 3, progress=progress)
+    t_tr = int(op.matvecs)
+    density = slq_density(
+        op, num_runs=slq_runs, num_steps=min(slq_steps, dim), seed=seed + 4, progress=progress
+    )
+    resolved = trace.stderr <= trace_tol * abs(trace.mean)
+    note = None
+    if not resolved:
+        rel = trace.stderr / max(abs(trace.mean), 1e-300)
+        note = (
+            f"trace not resolved: relative standard error {rel:.0%} after {trace_matvecs}"
+            " HVPs; raise --trace-matvecs."
+        )
+    return Spectrum(
+        top=top,
+        bottom=bottom,
+        trace=trace,
+        frobenius=fro,
+        density=density,
+        krylov_dim=0,
+        trace_resolved=bool(resolved),
+        trace_note=note,
+        matvecs={
+            "lanczos": t_bot - start,
+            "trace": t_tr - t_bot,
+            "slq": int(op.matvecs) - t_tr,
+            "total": int(op.matvecs) - start,
+        },
+        method="separate",
+    )
 
 
 def _pairs(lz: Lanczos, op: Operator, which: str, k: int, tol: float, scale: float) -> Eigenpairs:
@@ -321,4 +432,5 @@ def spectrum(
         trace_resolved=ok,
         trace_note=note,
         matvecs=matvecs,
+        method="sweep",
     )

@@ -10,7 +10,6 @@ section and the scan goes on; so does a metric inside the metrics stage (its rea
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 from collections.abc import Callable
@@ -172,15 +171,10 @@ def run_scan(
     import xarray as xr
 
     from landscape.hessian import (
-        bottom_eigenpairs,
         exact_spectrum,
-        frobenius_norm,
-        hutchpp_trace,
-        slq_density,
-        top_eigenpairs,
     )
     from landscape.hessian.per_layer import layer_groups, per_layer_hessian
-    from landscape.hessian.sweep import spectrum
+    from landscape.hessian.sweep import separate_spectrum, spectrum
 
     config.validate()
     dp = DataParallel(bundle, context, space=ParamSpace(bundle, params=config.params))
@@ -254,74 +248,23 @@ def run_scan(
                     seed=seed,
                     progress=progress,
                 )
-                top, bot, trace_est, fro_est, dens = (
-                    sw.top,
-                    sw.bottom,
-                    sw.trace,
-                    sw.frobenius,
-                    sw.density,
-                )
-                reuse = {"top_eigenpairs": top, "trace": trace_est, "frobenius": fro_est}
-                top = dataclasses.replace(
-                    top,
-                    values=top.values[:k],
-                    residuals=top.residuals[:k],
-                    converged=top.converged[:k],
-                )
+                reuse = {"top_eigenpairs": sw.top, "trace": sw.trace, "frobenius": sw.frobenius}
             else:
-                top = top_eigenpairs(op, k, tol=config.tol, seed=seed, progress=progress)
-                bot = None
-                if config.bottom_k > 0:
-                    bot = bottom_eigenpairs(
-                        op,
-                        min(config.bottom_k, space.dim),
-                        tol=config.tol,
-                        seed=seed + 1,
-                        progress=progress,
-                    )
-                trace_est = hutchpp_trace(
-                    op, config.trace_matvecs, seed=seed + 2, progress=progress
-                )
-                fro_est = frobenius_norm(
-                    op, config.frobenius_probes, seed=seed + 3, progress=progress
-                )
-                dens = slq_density(
+                sw = separate_spectrum(
                     op,
-                    num_runs=config.slq_runs,
-                    num_steps=min(config.slq_steps, space.dim),
-                    seed=seed + 4,
+                    top_k=k,
+                    bottom_k=min(config.bottom_k, space.dim),
+                    tol=config.tol,
+                    slq_runs=config.slq_runs,
+                    slq_steps=config.slq_steps,
+                    trace_matvecs=config.trace_matvecs,
+                    frobenius_probes=config.frobenius_probes,
+                    trace_tol=config.trace_tol,
+                    seed=seed,
                     progress=progress,
                 )
-            hess: dict[str, Any] = {
-                "top_eigenvalues": top.values.tolist(),
-                "top_residuals": top.residuals.tolist(),
-                "top_converged": [bool(c) for c in top.converged],
-                "strategy": op.strategy,
-            }
-            arrays = {"hessian_top_eigenvalues": ("top_k", np.asarray(top.values))}
-            if bot is not None:
-                hess["bottom_eigenvalues"] = bot.values.tolist()
-                hess["bottom_residuals"] = bot.residuals.tolist()
-                hess["bottom_converged"] = [bool(c) for c in bot.converged]
-                arrays["hessian_bottom_eigenvalues"] = ("bottom_k", np.asarray(bot.values))
-            hess["trace"] = trace_est.to_dict()
-            hess["frobenius"] = fro_est.to_dict()
-            resolved = trace_est.stderr <= config.trace_tol * abs(trace_est.mean)
-            hess["trace_resolved"] = bool(sw.trace_resolved if config.sweep else resolved)
-            hess["trace_note"] = (
-                sw.trace_note
-                if config.sweep
-                else None
-                if resolved
-                else f"trace not resolved: relative standard error"
-                f" {trace_est.stderr / max(abs(trace_est.mean), 1e-300):.0%} after"
-                f" {config.trace_matvecs} HVPs; raise --trace-matvecs."
-            )
-            if config.sweep:
-                hess["sweep"] = {"krylov_dim": sw.krylov_dim, "matvecs": dict(sw.matvecs)}
-            arrays["slq_grid"] = ("slq_point", np.asarray(dens.grid))
-            arrays["slq_density"] = ("slq_point", np.asarray(dens.density))
-            arrays["slq_density_stderr"] = ("slq_point", np.asarray(dens.density_stderr))
+            hess: dict[str, Any] = {"strategy": op.strategy, **sw.summary(top_k=k)}
+            arrays = sw.arrays(top_k=k)
             hess["exact"] = False
             if config.exact:
                 if space.dim > EXACT_MAX_PARAMS:

@@ -107,3 +107,19 @@ def test_bad_counts_are_config_errors(spectrum_op):
         spectrum(op, trace_tol=0.0)
     with pytest.raises(ConfigError, match="max_iter"):
         spectrum(op, top_k=5, max_iter=3)
+
+
+def test_separate_estimators_give_the_same_summary_shape(spectrum_op):
+    from landscape.hessian.sweep import separate_spectrum
+
+    op = spectrum_op(_decaying())
+    sw = spectrum(op, top_k=3, bottom_k=2, slq_runs=2, slq_steps=20, seed=0)
+    sep = separate_spectrum(op, top_k=3, bottom_k=2, slq_runs=2, slq_steps=20, seed=0)
+    a, b = sw.summary(), sep.summary()
+    assert set(a) - set(b) == {"sweep"} and set(b) <= set(a)
+    np.testing.assert_allclose(a["top_eigenvalues"], b["top_eigenvalues"], rtol=1e-8)
+    assert abs(a["trace"]["mean"] - b["trace"]["mean"]) <= 4 * (
+        a["trace"]["stderr"] + b["trace"]["stderr"]
+    )
+    assert sep.matvecs["total"] == sum(v for k, v in sep.matvecs.items() if k != "total")
+    assert set(sw.arrays()) == set(sep.arrays())
