@@ -232,7 +232,10 @@ def with_load_options(
         declared = {p.name for p in own}
         shared = [
             inspect.Parameter(
-                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+                name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=default,
+                annotation=annotation,
             )
             for name, annotation, default in LOAD_PARAMETERS
             if name not in declared and name not in exclude
@@ -252,16 +255,8 @@ def with_load_options(
             )
             return fn(**{n: bound[n] for n in passed if n in bound}, opts=opts)
 
-        params = [p for p in own if p.kind != inspect.Parameter.KEYWORD_ONLY]
-        params += [p for p in own if p.kind == inspect.Parameter.KEYWORD_ONLY] + shared
-        wrapper.__signature__ = sig.replace(  # type: ignore[attr-defined]
-            parameters=[
-                p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD)
-                if p.kind == inspect.Parameter.KEYWORD_ONLY and p.default is not p.empty
-                else p
-                for p in params
-            ]
-        )
+        params = own + shared  # ``opts`` is the command's only keyword-only parameter
+        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in params} | {
             "return": hints.get("return", Any)
         }

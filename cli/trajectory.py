@@ -45,6 +45,20 @@ from landscape.pipelines.trajectory import (
 _VOLATILE = ("out", "overwrite", "resume", "quiet", "figures", "animate", "checkpoints")
 
 
+# options shared by `trajectory` and `trajectory-demo`
+LlcOpt = Annotated[
+    bool, typer.Option("--llc/--no-llc", help="Local learning coefficient (cheap SGLD).")
+]
+SurfaceOpt = Annotated[
+    bool, typer.Option("--surface/--no-surface", help="Loss surface on the PCA plane.")
+]
+GridOpt = Annotated[str, typer.Option("--grid", help="PCA surface grid, e.g. 21x21.")]
+FiguresOpt = Annotated[bool, typer.Option("--figures/--no-figures", help="Render figures.")]
+AnimateOpt = Annotated[
+    bool, typer.Option("--animate", help="Also write the path as an animated GIF.")
+]
+
+
 def _same_run(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cfg.items() if k not in _VOLATILE}
 
@@ -223,20 +237,14 @@ def trajectory(
     overwrite: OverwriteOpt = False,
     resume: ResumeOpt = False,
     top_k: Annotated[int, typer.Option("--top-k", help="Top Hessian eigenvalues.")] = 3,
-    llc: Annotated[
-        bool, typer.Option("--llc/--no-llc", help="Local learning coefficient (cheap SGLD).")
-    ] = True,
+    llc: LlcOpt = True,
     weights: Annotated[
         bool, typer.Option("--weights/--no-weights", help="Weight-spectrum α.")
     ] = True,
-    surface: Annotated[
-        bool, typer.Option("--surface/--no-surface", help="Loss surface on the PCA plane.")
-    ] = True,
-    grid: Annotated[str, typer.Option("--grid", help="PCA surface grid, e.g. 21x21.")] = "21x21",
-    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Render figures.")] = True,
-    animate: Annotated[
-        bool, typer.Option("--animate", help="Also write the path as an animated GIF.")
-    ] = False,
+    surface: SurfaceOpt = True,
+    grid: GridOpt = "21x21",
+    figures: FiguresOpt = True,
+    animate: AnimateOpt = False,
     quiet: QuietOpt = False,
     *,
     opts: LoadOptions,
@@ -281,17 +289,11 @@ def trajectory_demo(
     every: Annotated[int, typer.Option("--every", help="A checkpoint every N epochs.")] = 2,
     hidden: Annotated[int, typer.Option("--hidden", help="Hidden width of the MLP.")] = 32,
     seed: SeedOpt = 0,
-    llc: Annotated[
-        bool, typer.Option("--llc/--no-llc", help="Local learning coefficient (cheap SGLD).")
-    ] = True,
-    surface: Annotated[
-        bool, typer.Option("--surface/--no-surface", help="Loss surface on the PCA plane.")
-    ] = True,
-    grid: Annotated[str, typer.Option("--grid", help="PCA surface grid, e.g. 21x21.")] = "21x21",
-    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Render figures.")] = True,
-    animate: Annotated[
-        bool, typer.Option("--animate", help="Also write the path as an animated GIF.")
-    ] = False,
+    llc: LlcOpt = True,
+    surface: SurfaceOpt = True,
+    grid: GridOpt = "21x21",
+    figures: FiguresOpt = True,
+    animate: AnimateOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a small MLP on digits (a checkpoint every few epochs) and measure its trajectory."""
